@@ -1,0 +1,222 @@
+//! Command-line options (lexopt) and environment variables, turned into one
+//! `Options` value before any socket is opened. Flags win over `PORT` and
+//! `SECURE_PORT`. Every problem is one readable line for `main` to print.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::log::Level;
+
+pub const USAGE: &str = "\
+watercooler: a multi-node chatroom served over Server-Sent Events
+
+usage: watercooler [options]
+
+  --name NAME              node name (default watercooler@HOSTNAME)
+  --port N                 HTTP port (env PORT, default 8080; 0 = any free port)
+  --secure-port N          HTTPS port (env SECURE_PORT, default 8443; 0 = any free port)
+  --bind ADDR              address to listen on (default 0.0.0.0)
+  --config FILE            cluster file (sys.conf); without it the node runs alone
+  --cert PEM --key PEM     TLS certificate chain and private key
+                           (default: a self-signed certificate made at start)
+  --history N              messages kept for Last-Event-ID resume (default 1000)
+  --max-message BYTES      longest message accepted, after decoding (default 4096)
+  --max-connections N      connections held at once (default 50000)
+  --heartbeat-ms N         SSE heartbeat when a stream is idle (default 15000)
+  --request-timeout-ms N   time for a request head to arrive (default 10000)
+  --idle-timeout-ms N      keep-alive idle time before closing (default 60000)
+  --log LEVEL              error | warn | info | debug (default info)
+  --help                   this text
+  --version                the version
+";
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub name: String,
+    pub port: u16,
+    pub secure_port: u16,
+    pub bind: IpAddr,
+    pub config: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub history: usize,
+    pub max_message: usize,
+    pub max_connections: usize,
+    pub heartbeat: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub log_level: Level,
+}
+
+/// What the command line asks for: run a node, or print something and exit.
+pub enum Command {
+    Run(Box<Options>),
+    Help,
+    Version,
+}
+
+impl Options {
+    pub fn defaults(env_port: Option<String>, env_secure: Option<String>) -> Result<Self, String> {
+        let port = match env_port {
+            Some(p) => parse_num::<u16>("PORT", &p)?,
+            None => 8080,
+        };
+        let secure_port = match env_secure {
+            Some(p) => parse_num::<u16>("SECURE_PORT", &p)?,
+            None => 8443,
+        };
+        Ok(Options {
+            name: format!("watercooler@{}", hostname()),
+            port,
+            secure_port,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            config: None,
+            cert: None,
+            key: None,
+            history: 1000,
+            max_message: 4096,
+            max_connections: 50_000,
+            heartbeat: Duration::from_millis(15_000),
+            request_timeout: Duration::from_millis(10_000),
+            idle_timeout: Duration::from_millis(60_000),
+            log_level: Level::Info,
+        })
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(what: &str, s: &str) -> Result<T, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("{what}: not a valid number: {s:?}"))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Parses `args` (without the program name). The environment is passed in so
+/// that tests can call this without touching the process environment.
+pub fn parse(
+    args: impl IntoIterator<Item = OsString>,
+    env_port: Option<String>,
+    env_secure: Option<String>,
+) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let mut o = Options::defaults(env_port, env_secure)?;
+    let mut parser = lexopt::Parser::from_args(args);
+    while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+        let flag = match &arg {
+            Long(f) => format!("--{f}"),
+            Short(c) => format!("-{c}"),
+            Value(v) => return Err(format!("unexpected argument {v:?} (see --help)")),
+        };
+        let value = |p: &mut lexopt::Parser| -> Result<String, String> {
+            let v = p.value().map_err(|e| e.to_string())?;
+            v.into_string()
+                .map_err(|_| format!("{flag}: value is not valid UTF-8"))
+        };
+        match arg {
+            Long("help") | Short('h') => return Ok(Command::Help),
+            Long("version") | Short('V') => return Ok(Command::Version),
+            Long("name") => o.name = value(&mut parser)?,
+            Long("port") => o.port = parse_num(&flag, &value(&mut parser)?)?,
+            Long("secure-port") => o.secure_port = parse_num(&flag, &value(&mut parser)?)?,
+            Long("bind") => o.bind = parse_num(&flag, &value(&mut parser)?)?,
+            Long("config") => o.config = Some(value(&mut parser)?.into()),
+            Long("cert") => o.cert = Some(value(&mut parser)?.into()),
+            Long("key") => o.key = Some(value(&mut parser)?.into()),
+            Long("history") => o.history = parse_num(&flag, &value(&mut parser)?)?,
+            Long("max-message") => o.max_message = parse_num(&flag, &value(&mut parser)?)?,
+            Long("max-connections") => o.max_connections = parse_num(&flag, &value(&mut parser)?)?,
+            Long("heartbeat-ms") => o.heartbeat = millis(&flag, &value(&mut parser)?)?,
+            Long("request-timeout-ms") => o.request_timeout = millis(&flag, &value(&mut parser)?)?,
+            Long("idle-timeout-ms") => o.idle_timeout = millis(&flag, &value(&mut parser)?)?,
+            Long("log") => {
+                let v = value(&mut parser)?;
+                o.log_level = Level::parse(&v)
+                    .ok_or_else(|| format!("--log: expected error|warn|info|debug, got {v:?}"))?;
+            }
+            _ => return Err(format!("unknown option {flag} (see --help)")),
+        }
+    }
+    check(&o)?;
+    Ok(Command::Run(Box::new(o)))
+}
+
+fn millis(flag: &str, s: &str) -> Result<Duration, String> {
+    let ms: u64 = parse_num(flag, s)?;
+    if ms == 0 {
+        return Err(format!("{flag}: must be at least 1"));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+fn check(o: &Options) -> Result<(), String> {
+    if o.name.is_empty() || o.name.len() > 255 {
+        return Err("--name: must be 1 to 255 bytes".into());
+    }
+    if o.name
+        .chars()
+        .any(|c| c.is_control() || c == ',' || c.is_whitespace())
+    {
+        return Err("--name: no spaces, commas or control characters".into());
+    }
+    if o.cert.is_some() != o.key.is_some() {
+        return Err("--cert and --key go together".into());
+    }
+    if o.history == 0 || o.history > 1_000_000 {
+        return Err("--history: 1 to 1000000".into());
+    }
+    if o.max_message == 0 || o.max_message > 1 << 20 {
+        return Err("--max-message: 1 to 1048576 bytes".into());
+    }
+    if o.max_connections == 0 {
+        return Err("--max-connections: at least 1".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str], port: Option<&str>) -> Result<Options, String> {
+        match parse(
+            args.iter().map(OsString::from),
+            port.map(String::from),
+            None,
+        )? {
+            Command::Run(o) => Ok(*o),
+            _ => Err("not run".into()),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_environment() {
+        assert_eq!(run(&[], Some("9000")).unwrap().port, 9000);
+        assert_eq!(run(&["--port", "9001"], Some("9000")).unwrap().port, 9001);
+        assert_eq!(run(&[], None).unwrap().secure_port, 8443);
+    }
+
+    #[test]
+    fn bad_input_is_an_error_line() {
+        for args in [
+            &["--port", "x"][..],
+            &["--nope"],
+            &["stray"],
+            &["--cert", "a.pem"],
+            &["--history", "0"],
+            &["--name", "a b"],
+            &["--log", "loud"],
+        ] {
+            assert!(run(args, None).is_err(), "{args:?}");
+        }
+        assert!(run(&[], Some("http")).is_err());
+    }
+}

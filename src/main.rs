@@ -1,0 +1,90 @@
+//! The `watercooler` binary: parse the command line, make the TLS identity,
+//! bind, print one line per listener, and run the event loop. Start-up
+//! problems are one line on stderr and a non-zero exit.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use watercooler::cli::{self, Command, USAGE};
+use watercooler::reactor::Server;
+use watercooler::{error, info, log, tls};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("watercooler: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let command = cli::parse(
+        std::env::args_os().skip(1),
+        std::env::var("PORT").ok(),
+        std::env::var("SECURE_PORT").ok(),
+    )?;
+    let opts = match command {
+        Command::Help => {
+            print!("{USAGE}");
+            return Ok(());
+        }
+        Command::Version => {
+            println!("watercooler {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Command::Run(opts) => *opts,
+    };
+    log::set_level(opts.log_level);
+    raise_fd_limit();
+    let identity = match (&opts.cert, &opts.key) {
+        (Some(cert), Some(key)) => tls::load(cert, key)?,
+        _ => tls::self_signed()?,
+    };
+    info!(
+        "tls certificate sha256 {} ({})",
+        identity.fingerprint,
+        if opts.cert.is_some() {
+            "from --cert"
+        } else {
+            "self-signed, made at start"
+        }
+    );
+    let name = opts.name.clone();
+    let mut server = Server::new(opts, identity.config)?;
+    let mut out = std::io::stdout().lock();
+    for (addr, secure) in &server.addrs {
+        let scheme = if *secure { "https" } else { "http" };
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else if addr.is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        let _ = writeln!(out, "listening on {scheme}://{host}:{}", addr.port());
+    }
+    let _ = out.flush();
+    drop(out);
+    info!("node {name} serving");
+    server.run().map_err(|e| {
+        error!("event loop failed: {e}");
+        format!("event loop: {e}")
+    })
+}
+
+/// Raises the soft open-file limit to the hard one: each listener is a file.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! A socket's pending output: a queue of byte chunks, either owned (a
+//! response) or shared (an SSE frame, one allocation for every listener). It
+//! counts its bytes so the reactor can bound it; an empty queue allocates
+//! nothing, which is what most idle listeners hold.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::rc::Rc;
+
+pub enum Chunk {
+    Owned(Vec<u8>),
+    Shared(Rc<[u8]>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Shared(r) => r,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Output {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    offset: usize,
+    len: usize,
+}
+
+/// Most slices handed to one `writev` (Linux's IOV_MAX is 1024).
+pub const MAX_SLICES: usize = 64;
+
+impl Output {
+    pub fn push(&mut self, chunk: Chunk) {
+        let n = chunk.bytes().len();
+        if n == 0 {
+            return;
+        }
+        self.len += n;
+        // Small owned chunks merge into an owned tail: fewer slices to write.
+        if let (Chunk::Owned(new), Some(Chunk::Owned(tail))) = (&chunk, self.chunks.back_mut()) {
+            if tail.len() + new.len() <= 16 * 1024 {
+                tail.extend_from_slice(new);
+                return;
+            }
+        }
+        self.chunks.push_back(chunk);
+    }
+
+    /// Pending bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Fills `dst` with slices of what is pending, in order; returns how many.
+    pub fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
+        let mut n = 0;
+        for (slot, c) in dst.iter_mut().zip(self.chunks.iter()) {
+            let b = c.bytes();
+            *slot = IoSlice::new(if n == 0 { &b[self.offset..] } else { b });
+            n += 1;
+        }
+        n
+    }
+
+    /// The front of what is pending, for transports that copy (TLS).
+    pub fn front(&self) -> &[u8] {
+        self.chunks
+            .front()
+            .map(|c| &c.bytes()[self.offset..])
+            .unwrap_or(&[])
+    }
+
+    /// Drops `n` written bytes from the front.
+    pub fn consume(&mut self, mut n: usize) {
+        self.len -= n.min(self.len);
+        while n > 0 {
+            let Some(front) = self.chunks.front() else {
+                break;
+            };
+            let left = front.bytes().len() - self.offset;
+            if n >= left {
+                n -= left;
+                self.offset = 0;
+                self.chunks.pop_front();
+            } else {
+                self.offset += n;
+                n = 0;
+            }
+        }
+        if self.chunks.is_empty() {
+            // Release the ring's storage: an idle listener should hold none.
+            self.chunks = VecDeque::new();
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.chunks = VecDeque::new();
+        self.offset = 0;
+        self.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat(o: &Output) -> Vec<u8> {
+        let mut s = [IoSlice::new(&[]); MAX_SLICES];
+        let n = o.slices(&mut s);
+        s[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn partial_writes_keep_order() {
+        let mut o = Output::default();
+        let shared: Rc<[u8]> = Rc::from(&b"shared"[..]);
+        o.push(Chunk::Owned(b"ab".to_vec()));
+        o.push(Chunk::Shared(shared.clone()));
+        o.push(Chunk::Owned(b"cd".to_vec()));
+        o.push(Chunk::Owned(b"ef".to_vec()));
+        assert_eq!(o.len(), 12);
+        assert_eq!(flat(&o), b"absharedcdef");
+        o.consume(3);
+        assert_eq!(flat(&o), b"haredcdef");
+        assert_eq!(o.front(), b"hared");
+        o.consume(9);
+        assert!(o.is_empty());
+        assert_eq!(flat(&o), b"");
+    }
+}

@@ -1,0 +1,312 @@
+//! What each request means, without sockets: a parsed request (and its body)
+//! in, a `Route` out — a response to send, a message to publish, or a stream
+//! to open. The client state machine (`client.rs`) does the I/O and the
+//! room (`room.rs`) the publishing; this file is the table of DESIGN.md's
+//! "HTTP" contract.
+
+use crate::assets::{etag_matches, Assets};
+use crate::http::form;
+use crate::http::{Method, Request};
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type", content_type.to_string())],
+            body: body.into(),
+        }
+    }
+
+    /// A short plain-text error, the body saying what was wrong.
+    pub fn error(status: u16, why: &str) -> Response {
+        Response::new(status, "text/plain; charset=utf-8", format!("{why}\n"))
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+#[derive(Debug)]
+pub enum Route {
+    Respond(Response),
+    /// Publish the text, then answer 303 to `/`.
+    Publish(String),
+    /// Open an SSE stream, resuming after this id if there is one.
+    Listen(Option<String>),
+    /// `GET /cluster`: the caller fills in the presence JSON.
+    Cluster,
+}
+
+/// What routing needs to know about the node.
+pub struct Site<'a> {
+    pub assets: &'a Assets,
+    pub max_message: usize,
+}
+
+/// The most bytes a `POST /publish` body may have: a message at the limit
+/// with every byte percent-encoded, plus room for the field name and others.
+pub fn max_body(max_message: usize) -> usize {
+    max_message * 3 + 1024
+}
+
+pub fn route(req: &Request, body: &[u8], site: &Site) -> Route {
+    let get = matches!(req.method, Method::Get | Method::Head);
+    match req.path.as_str() {
+        "/" if get => Route::Respond(Response::new(
+            200,
+            "text/html; charset=utf-8",
+            site.assets.home.clone(),
+        )),
+        "/publish" if req.method == Method::Post => publish(req, body, site),
+        "/publish" => method_not_allowed("POST"),
+        "/listen" if get => Route::Listen(last_event_id(req)),
+        "/cluster" if get => Route::Cluster,
+        "/" | "/listen" | "/cluster" => method_not_allowed("GET, HEAD"),
+        path => match site.assets.file(path) {
+            Some(_) if !get => method_not_allowed("GET, HEAD"),
+            Some(file) => {
+                let not_modified = req
+                    .if_none_match
+                    .as_deref()
+                    .is_some_and(|v| etag_matches(v, &file.etag));
+                let resp = if not_modified {
+                    Response {
+                        status: 304,
+                        headers: Vec::new(),
+                        body: Vec::new(),
+                    }
+                } else {
+                    Response::new(200, file.content_type, file.body)
+                };
+                Route::Respond(
+                    resp.with_header("etag", file.etag.clone())
+                        .with_header("cache-control", "no-cache"),
+                )
+            }
+            None => Route::Respond(Response::new(
+                404,
+                "text/html; charset=utf-8",
+                site.assets.not_found.clone(),
+            )),
+        },
+    }
+}
+
+fn method_not_allowed(allow: &str) -> Route {
+    Route::Respond(Response::error(405, "method not allowed").with_header("allow", allow))
+}
+
+fn publish(req: &Request, body: &[u8], site: &Site) -> Route {
+    if !same_origin(req) {
+        return Route::Respond(Response::error(403, "cross-site publish refused"));
+    }
+    if let Some(ct) = &req.content_type {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Route::Respond(Response::error(
+                415,
+                "send the message as application/x-www-form-urlencoded",
+            ));
+        }
+    }
+    match form::field(body, "message") {
+        Err(e) => Route::Respond(Response::error(e.status(), &format!("bad form: {e}"))),
+        Ok(None) => Route::Respond(Response::error(400, "no message field")),
+        Ok(Some(m)) if m.trim().is_empty() => {
+            Route::Respond(Response::error(400, "the message is empty"))
+        }
+        Ok(Some(m)) if m.len() > site.max_message => Route::Respond(Response::error(
+            413,
+            &format!("the message is longer than {} bytes", site.max_message),
+        )),
+        Ok(Some(m)) => Route::Publish(m),
+    }
+}
+
+/// A publish is refused when its `Origin` names another site than the one
+/// it was sent to (a form on some other page posting here). No `Origin` —
+/// curl, old browsers, same-origin GET-less forms in some browsers — passes.
+fn same_origin(req: &Request) -> bool {
+    let Some(origin) = req.origin.as_deref() else {
+        return true;
+    };
+    let Some(host) = req.host.as_deref() else {
+        return false;
+    };
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    origin_host.is_some_and(|o| o.eq_ignore_ascii_case(host))
+}
+
+/// `Last-Event-ID` header, else the `lastEventId` query parameter (for a
+/// first connection that wants to resume, which EventSource can't send).
+fn last_event_id(req: &Request) -> Option<String> {
+    if let Some(id) = &req.last_event_id {
+        return Some(id.clone());
+    }
+    let query = req.query.as_deref()?;
+    form::field(query.as_bytes(), "lastEventId").ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{parse_head, HeadLimits};
+
+    fn run(raw: &str, body: &str) -> Route {
+        let assets = Assets::new("n1");
+        let site = Site {
+            assets: &assets,
+            max_message: 10,
+        };
+        let req = parse_head(raw.as_bytes(), &HeadLimits::default())
+            .unwrap()
+            .unwrap();
+        route(&req, body.as_bytes(), &site)
+    }
+
+    fn status(r: Route) -> u16 {
+        match r {
+            Route::Respond(r) => r.status,
+            Route::Publish(_) => 303,
+            Route::Listen(_) => 1,
+            Route::Cluster => 2,
+        }
+    }
+
+    #[test]
+    fn table() {
+        let h = "Host: a:1\r\n";
+        let cases: &[(&str, String, &str, u16)] = &[
+            ("home", format!("GET / HTTP/1.1\r\n{h}\r\n"), "", 200),
+            ("head home", format!("HEAD / HTTP/1.1\r\n{h}\r\n"), "", 200),
+            ("css", format!("GET /main.css HTTP/1.1\r\n{h}\r\n"), "", 200),
+            ("missing", format!("GET /nope HTTP/1.1\r\n{h}\r\n"), "", 404),
+            (
+                "delete home",
+                format!("DELETE / HTTP/1.1\r\n{h}\r\n"),
+                "",
+                405,
+            ),
+            (
+                "get publish",
+                format!("GET /publish HTTP/1.1\r\n{h}\r\n"),
+                "",
+                405,
+            ),
+            (
+                "publish",
+                format!("POST /publish HTTP/1.1\r\n{h}\r\n"),
+                "message=hi",
+                303,
+            ),
+            (
+                "empty",
+                format!("POST /publish HTTP/1.1\r\n{h}\r\n"),
+                "message=",
+                400,
+            ),
+            (
+                "blank",
+                format!("POST /publish HTTP/1.1\r\n{h}\r\n"),
+                "message=+%20",
+                400,
+            ),
+            (
+                "absent",
+                format!("POST /publish HTTP/1.1\r\n{h}\r\n"),
+                "x=1",
+                400,
+            ),
+            (
+                "too long",
+                format!("POST /publish HTTP/1.1\r\n{h}\r\n"),
+                "message=12345678901",
+                413,
+            ),
+            (
+                "at limit",
+                format!("POST /publish HTTP/1.1\r\n{h}\r\n"),
+                "message=%21%21%21%21%21%21%21%21%21%21",
+                303,
+            ),
+            (
+                "bad escape",
+                format!("POST /publish HTTP/1.1\r\n{h}\r\n"),
+                "message=%zz",
+                400,
+            ),
+            (
+                "bad utf8",
+                format!("POST /publish HTTP/1.1\r\n{h}\r\n"),
+                "message=%ff",
+                400,
+            ),
+            (
+                "same origin",
+                format!("POST /publish HTTP/1.1\r\n{h}Origin: http://a:1\r\n\r\n"),
+                "message=x",
+                303,
+            ),
+            (
+                "cross site",
+                format!("POST /publish HTTP/1.1\r\n{h}Origin: http://evil\r\n\r\n"),
+                "message=x",
+                403,
+            ),
+            (
+                "null origin",
+                format!("POST /publish HTTP/1.1\r\n{h}Origin: null\r\n\r\n"),
+                "message=x",
+                403,
+            ),
+            (
+                "json",
+                format!("POST /publish HTTP/1.1\r\n{h}Content-Type: application/json\r\n\r\n"),
+                "{}",
+                415,
+            ),
+            ("listen", format!("GET /listen HTTP/1.1\r\n{h}\r\n"), "", 1),
+        ];
+        for (name, head, body, want) in cases {
+            let head = if head.ends_with("\r\n\r\n") {
+                head.clone()
+            } else {
+                format!("{head}\r\n")
+            };
+            assert_eq!(status(run(&head, body)), *want, "{name}");
+        }
+    }
+
+    #[test]
+    fn etag_gives_304() {
+        let assets = Assets::new("n1");
+        let etag = &assets.file("/main.js").unwrap().etag;
+        let raw = format!("GET /main.js HTTP/1.1\r\nHost: a\r\nIf-None-Match: {etag}\r\n\r\n");
+        assert_eq!(status(run(&raw, "")), 304);
+    }
+
+    #[test]
+    fn resume_id_from_header_or_query() {
+        let r = run(
+            "GET /listen?lastEventId=a%2Db HTTP/1.1\r\nHost: a\r\n\r\n",
+            "",
+        );
+        assert!(matches!(r, Route::Listen(Some(ref id)) if id == "a-b"));
+        let r = run(
+            "GET /listen HTTP/1.1\r\nHost: a\r\nLast-Event-ID: x\r\n\r\n",
+            "",
+        );
+        assert!(matches!(r, Route::Listen(Some(ref id)) if id == "x"));
+    }
+}

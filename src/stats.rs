@@ -1,0 +1,22 @@
+//! Counters the node keeps about itself, for logs now and `/metrics` later.
+
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub accepted: u64,
+    pub refused_full: u64,
+    pub published_local: u64,
+    pub published_remote: u64,
+    pub streams_opened: u64,
+    pub evicted: u64,
+    pub timeouts: u64,
+    pub deliveries: u64,
+    /// Responses by status class: 1xx … 5xx.
+    pub status_classes: [u64; 5],
+}
+
+impl Stats {
+    pub fn count_status(&mut self, status: u16) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.status_classes[class] += 1;
+    }
+}

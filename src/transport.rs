@@ -1,0 +1,172 @@
+//! Plain TCP or rustls under the same three calls (read what is there,
+//! write what is queued, say goodbye), so the HTTP state machine above is the
+//! same on both ports. Everything drains to `WouldBlock`, as mio's
+//! edge-triggered readiness requires.
+
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
+
+use mio::net::TcpStream;
+use rustls::ServerConnection;
+
+use crate::output::{Output, MAX_SLICES};
+
+pub enum Transport {
+    Plain,
+    Tls(Box<ServerConnection>),
+}
+
+/// What a read found besides bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadEnd {
+    /// Everything available was read.
+    Drained,
+    /// `limit` bytes were buffered: call again once they are consumed.
+    Full,
+    /// The peer closed (or TLS close_notify).
+    Eof,
+}
+
+/// Most plaintext rustls may hold for sending; the rest waits in `Output`
+/// where frames are shared, not copied.
+const TLS_SEND_WINDOW: usize = 16 * 1024;
+
+impl Transport {
+    /// Reads into `into` until drained, end of stream, or `into.len() >= limit`.
+    /// `scratch` is the reactor's one read buffer, so an idle connection holds
+    /// none of its own.
+    pub fn read(
+        &mut self,
+        stream: &mut TcpStream,
+        scratch: &mut [u8],
+        into: &mut Vec<u8>,
+        limit: usize,
+    ) -> io::Result<ReadEnd> {
+        match self {
+            Transport::Plain => loop {
+                if into.len() >= limit {
+                    return Ok(ReadEnd::Full);
+                }
+                let want = scratch.len().min(limit - into.len());
+                match stream.read(&mut scratch[..want]) {
+                    Ok(0) => return Ok(ReadEnd::Eof),
+                    Ok(n) => into.extend_from_slice(&scratch[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(ReadEnd::Drained),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+            Transport::Tls(conn) => {
+                let mut eof = false;
+                loop {
+                    // Plaintext first: rustls buffers it and we may have stopped at `limit`.
+                    loop {
+                        if into.len() >= limit {
+                            return Ok(ReadEnd::Full);
+                        }
+                        let want = scratch.len().min(limit - into.len());
+                        match conn.reader().read(&mut scratch[..want]) {
+                            Ok(0) => return Ok(ReadEnd::Eof),
+                            Ok(n) => into.extend_from_slice(&scratch[..n]),
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                                return Ok(ReadEnd::Eof)
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    if eof {
+                        return Ok(ReadEnd::Eof);
+                    }
+                    match conn.read_tls(stream) {
+                        Ok(0) => eof = true,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(ReadEnd::Drained),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    }
+                    if let Err(e) = conn.process_new_packets() {
+                        // Tell the peer why (an alert) before we close.
+                        let _ = conn.write_tls(stream);
+                        return Err(io::Error::new(ErrorKind::InvalidData, e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes as much of `out` as the socket takes. Ok(true) when everything
+    /// (including TLS records and handshake messages) has left.
+    pub fn write(&mut self, stream: &mut TcpStream, out: &mut Output) -> io::Result<bool> {
+        match self {
+            Transport::Plain => {
+                while !out.is_empty() {
+                    let written = {
+                        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                        let n = out.slices(&mut slices);
+                        stream.write_vectored(&slices[..n])
+                    };
+                    let n = match written {
+                        Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                        Ok(n) => n,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(e),
+                    };
+                    out.consume(n);
+                }
+                Ok(true)
+            }
+            Transport::Tls(conn) => loop {
+                while conn.wants_write() {
+                    match conn.write_tls(stream) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if out.is_empty() || conn.is_handshaking() {
+                    return Ok(out.is_empty());
+                }
+                let mut moved = 0;
+                while moved < TLS_SEND_WINDOW && !out.is_empty() {
+                    let front = out.front();
+                    let take = front.len().min(TLS_SEND_WINDOW - moved);
+                    let n = conn.writer().write(&front[..take])?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.consume(n);
+                    moved += n;
+                }
+            },
+        }
+    }
+
+    /// TLS: queue a close_notify (sent by the next `write`). Plain: nothing.
+    pub fn close_notify(&mut self) {
+        if let Transport::Tls(conn) = self {
+            conn.send_close_notify();
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+
+    /// True while a TLS handshake is unfinished.
+    pub fn handshaking(&self) -> bool {
+        match self {
+            Transport::Plain => false,
+            Transport::Tls(conn) => conn.is_handshaking(),
+        }
+    }
+
+    /// True when rustls has records to send that `write` has not flushed.
+    pub fn wants_write(&self) -> bool {
+        match self {
+            Transport::Plain => false,
+            Transport::Tls(conn) => conn.wants_write(),
+        }
+    }
+}
