@@ -6,9 +6,11 @@
 pub mod assets;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod http;
 pub mod log;
 pub mod output;
+pub mod peer;
 pub mod presence;
 pub mod reactor;
 pub mod room;

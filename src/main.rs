@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use watercooler::cli::{self, Command, USAGE};
 use watercooler::reactor::Server;
-use watercooler::{error, info, log, tls};
+use watercooler::{cluster, error, info, log, tls};
 
 fn main() -> ExitCode {
     match run() {
@@ -52,7 +52,15 @@ fn run() -> Result<(), String> {
         }
     );
     let name = opts.name.clone();
-    let mut server = Server::new(opts, identity.config)?;
+    let cluster = match &opts.config {
+        None => None,
+        Some(path) => {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
+            Some(cluster::config::parse(&shown, &text, &name)?)
+        }
+    };
+    let mut server = Server::new(opts, identity.config, cluster)?;
     let mut out = std::io::stdout().lock();
     for (addr, secure) in &server.addrs {
         let scheme = if *secure { "https" } else { "http" };
@@ -65,9 +73,12 @@ fn run() -> Result<(), String> {
         };
         let _ = writeln!(out, "listening on {scheme}://{host}:{}", addr.port());
     }
+    if let Some(addr) = server.cluster_addr {
+        let _ = writeln!(out, "cluster on {addr}");
+    }
     let _ = out.flush();
     drop(out);
-    info!("node {name} serving");
+    info!("node {name} started");
     server.run().map_err(|e| {
         error!("event loop failed: {e}");
         format!("event loop: {e}")

@@ -20,8 +20,12 @@ use slab::Slab;
 use crate::assets::Assets;
 use crate::cli::Options;
 use crate::client::{Client, Ctx, State, Step};
+use crate::cluster::config::ClusterConfig;
+use crate::cluster::members::Members;
+use crate::cluster::wire::{self, Frame};
 use crate::http::response::DateCache;
 use crate::output::Output;
+use crate::peer::{nodes_frame, PeerCtx, PeerLink};
 use crate::presence::Presence;
 use crate::room::Room;
 use crate::routes::Site;
@@ -29,7 +33,7 @@ use crate::sse;
 use crate::stats::Stats;
 use crate::timer::Timers;
 use crate::transport::Transport;
-use crate::{info, warn};
+use crate::{debug, info, warn};
 
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
@@ -38,9 +42,25 @@ const PRESENCE_EVERY: Duration = Duration::from_secs(1);
 /// The kernel's queue of connections not yet accepted (capped by somaxconn).
 const LISTEN_BACKLOG: i32 = 4096;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Port {
+    Http,
+    Https,
+    Cluster,
+}
+
 enum Socket {
-    Listener { listener: TcpListener, secure: bool },
+    Listener { listener: TcpListener, port: Port },
     Client(Box<Client>),
+    Peer(Box<PeerLink>),
+}
+
+/// The cluster side of the node, when it runs with `--config`.
+struct Cluster {
+    cookie: String,
+    /// Our cluster address as the others dial it (from the cluster file).
+    my_addr: String,
+    sync_until: Instant,
 }
 
 struct Slot {
@@ -71,7 +91,19 @@ pub struct Server {
     quiet: bool,
     next_presence: Instant,
     accept_paused_until: Option<Instant>,
+    /// Bound listeners and whether each is the secure port (HTTP ones).
     pub addrs: Vec<(SocketAddr, bool)>,
+    pub cluster_addr: Option<SocketAddr>,
+    cluster: Option<Cluster>,
+    members: Members,
+    /// HTTP is served (after the start-up sync with the cluster).
+    serving: bool,
+    /// Peers or counts changed: rebuild presence, tell browsers and peers.
+    presence_changed: bool,
+    /// Local listener count last told to the peers.
+    told_peers: usize,
+    /// Peer links whose read budget ran out; read again before sleeping.
+    more_to_read: Vec<Token>,
 }
 
 fn token(key: usize, generation: u32) -> Token {
@@ -96,30 +128,66 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 impl Server {
-    pub fn new(opts: Options, tls: Arc<ServerConfig>) -> Result<Server, String> {
+    pub fn new(
+        opts: Options,
+        tls: Arc<ServerConfig>,
+        cluster: Option<ClusterConfig>,
+    ) -> Result<Server, String> {
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
         let mut sockets = Slab::with_capacity(1024);
         let mut addrs = Vec::new();
-        for (port, secure) in [(opts.port, false), (opts.secure_port, true)] {
+        let now = Instant::now();
+        let mut members = Members::new(&opts.name, seed());
+        let mut cluster_addr = None;
+        let mut ports = vec![(opts.port, Port::Http), (opts.secure_port, Port::Https)];
+        let cluster = match cluster {
+            None => None,
+            Some(c) => {
+                let mut my_addr = String::new();
+                for m in &c.nodes {
+                    if m.name == opts.name {
+                        my_addr = m.addr.to_string();
+                        ports.push((m.addr.port(), Port::Cluster));
+                    } else {
+                        members.learn(&m.name, m.addr, true, now);
+                    }
+                }
+                Some(Cluster {
+                    cookie: c.cookie,
+                    my_addr,
+                    sync_until: now + c.sync_nodes_timeout,
+                })
+            }
+        };
+        for (port, kind) in ports {
             let addr = SocketAddr::new(opts.bind, port);
             let mut listener = bind(addr).map_err(|e| {
-                format!(
-                    "cannot listen on {addr} ({}): {e}",
-                    if secure { "secure port" } else { "port" }
-                )
+                let what = match kind {
+                    Port::Http => "port",
+                    Port::Https => "secure port",
+                    Port::Cluster => "cluster port",
+                };
+                format!("cannot listen on {addr} ({what}): {e}")
             })?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             let entry = sockets.vacant_entry();
-            poll.registry()
-                .register(&mut listener, token(entry.key(), 0), Interest::READABLE)
-                .map_err(|e| format!("register: {e}"))?;
+            // HTTP listeners are registered once the start-up sync is over.
+            if kind == Port::Cluster {
+                poll.registry()
+                    .register(&mut listener, token(entry.key(), 0), Interest::READABLE)
+                    .map_err(|e| format!("register: {e}"))?;
+                cluster_addr = Some(local);
+            } else {
+                addrs.push((local, kind == Port::Https));
+            }
             entry.insert(Slot {
                 generation: 0,
-                socket: Socket::Listener { listener, secure },
+                socket: Socket::Listener {
+                    listener,
+                    port: kind,
+                },
             });
-            addrs.push((local, secure));
         }
-        let now = Instant::now();
         let mut heartbeat = Vec::new();
         sse::comment(&mut heartbeat, "heartbeat");
         let presence = Presence {
@@ -147,6 +215,13 @@ impl Server {
             next_presence: now + PRESENCE_EVERY,
             accept_paused_until: None,
             addrs,
+            cluster_addr,
+            cluster,
+            members,
+            serving: false,
+            presence_changed: false,
+            told_peers: 0,
+            more_to_read: Vec::new(),
             opts,
         })
     }
@@ -156,9 +231,13 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(now));
+            self.start_serving_when_synced(now)?;
+            let timeout = if self.more_to_read.is_empty() {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(now))
+            } else {
+                Some(Duration::ZERO)
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -169,15 +248,62 @@ impl Server {
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                 self.dispatch(event.token(), readable, event.is_writable(), now);
             }
+            for t in std::mem::take(&mut self.more_to_read) {
+                self.dispatch(t, true, false, now);
+            }
             self.fan_out(now);
             self.fire_timers(now);
             self.fan_out(now);
-            self.remove_closed();
+            self.remove_closed(now);
+            self.dial(now);
         }
+    }
+
+    /// HTTP listeners start accepting once every listed node has linked and
+    /// sent its replay, or `sync_nodes_timeout` has passed (the tutorial's
+    /// `sync_nodes_timeout`): a node restarting fills its history first.
+    fn start_serving_when_synced(&mut self, now: Instant) -> io::Result<()> {
+        if self.serving {
+            return Ok(());
+        }
+        if let Some(c) = &self.cluster {
+            if now < c.sync_until && !self.members.all_listed_synced() {
+                return Ok(());
+            }
+        }
+        self.serving = true;
+        for (key, slot) in self.sockets.iter_mut() {
+            if let Socket::Listener { listener, port } = &mut slot.socket {
+                if *port != Port::Cluster {
+                    self.poll
+                        .registry()
+                        .register(listener, token(key, 0), Interest::READABLE)?;
+                }
+            }
+        }
+        if self.cluster.is_some() {
+            let linked = self
+                .members
+                .known
+                .iter()
+                .filter(|k| k.link.is_some())
+                .count();
+            info!(
+                "serving HTTP: {linked} of {} known nodes linked",
+                self.members.known.len()
+            );
+        }
+        Ok(())
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         let mut next = self.next_heartbeat.min(self.next_presence);
+        if let Some(t) = self.members.next_dial() {
+            next = next.min(t);
+        }
+        if let (false, Some(c)) = (self.serving, &self.cluster) {
+            next = next.min(c.sync_until);
+        }
         if let Some(t) = self.timers.next_deadline() {
             next = next.min(t);
         }
@@ -193,18 +319,80 @@ impl Server {
             Some(slot) if slot.generation == generation => {}
             _ => return, // a socket closed earlier in this batch, or stale
         }
-        if let Some(Slot {
-            socket: Socket::Listener { secure, .. },
-            ..
-        }) = self.sockets.get(key)
-        {
-            let secure = *secure;
-            if self.accept_paused_until.is_none() {
-                self.accept(key, secure, now);
+        match self.sockets.get(key).map(|s| &s.socket) {
+            Some(Socket::Listener { port, .. }) => {
+                let port = *port;
+                if self.accept_paused_until.is_none() {
+                    self.accept(key, port, now);
+                }
             }
+            Some(Socket::Client(_)) => {
+                self.with_client(t, now, |c, cx| c.ready(readable, writable, cx))
+            }
+            Some(Socket::Peer(_)) => {
+                self.with_peer(t, now, |p, cx| p.ready(readable, writable, cx))
+            }
+            None => {}
+        }
+    }
+
+    /// Like `with_client`, for a peer link.
+    fn with_peer(
+        &mut self,
+        t: Token,
+        now: Instant,
+        f: impl FnOnce(&mut PeerLink, &mut PeerCtx) -> Step,
+    ) {
+        let (key, generation) = split(t);
+        let Server {
+            poll,
+            sockets,
+            timers,
+            room,
+            streams,
+            stats,
+            closing,
+            scratch,
+            members,
+            cluster,
+            presence_changed,
+            more_to_read,
+            ..
+        } = self;
+        let Some(cluster) = cluster else {
+            return;
+        };
+        let Some(Slot {
+            generation: g,
+            socket: Socket::Peer(link),
+        }) = sockets.get_mut(key)
+        else {
+            return;
+        };
+        if *g != generation {
             return;
         }
-        self.with_client(t, now, |c, cx| c.ready(readable, writable, cx));
+        let mut more = false;
+        let mut cx = PeerCtx {
+            now,
+            token: t,
+            registry: poll.registry(),
+            timers,
+            scratch,
+            room,
+            members,
+            my_addr: &cluster.my_addr,
+            cookie: &cluster.cookie,
+            local_listeners: streams.len(),
+            stats,
+            presence_changed,
+            more_to_read: &mut more,
+        };
+        if f(link, &mut cx) == Step::Close {
+            closing.push(t);
+        } else if more {
+            more_to_read.push(t);
+        }
     }
 
     /// Runs `f` on the client at `t` with a context of the rest of the server;
@@ -266,7 +454,7 @@ impl Server {
         }
     }
 
-    fn accept(&mut self, key: usize, secure: bool, now: Instant) {
+    fn accept(&mut self, key: usize, port: Port, now: Instant) {
         loop {
             let Some(Slot {
                 socket: Socket::Listener { listener, .. },
@@ -295,7 +483,67 @@ impl Server {
                 self.stats.refused_full += 1;
                 continue;
             }
-            self.add_client(stream, peer, secure, now);
+            match port {
+                Port::Cluster => {
+                    self.add_peer(stream, peer, None, now);
+                }
+                Port::Http | Port::Https => self.add_client(stream, peer, port == Port::Https, now),
+            }
+        }
+    }
+
+    /// Registers a peer link: an accepted one (`dial` None) or our dial.
+    fn add_peer(
+        &mut self,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        dial: Option<&str>,
+        now: Instant,
+    ) -> Option<Token> {
+        let _ = stream.set_nodelay(true);
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        let entry = self.sockets.vacant_entry();
+        let t = token(entry.key(), generation);
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self.poll.registry().register(&mut stream, t, interest) {
+            warn!("{addr} register failed: {e}");
+            return None;
+        }
+        let link = match dial {
+            Some(name) => PeerLink::dial(stream, addr, name, now),
+            None => PeerLink::accept(stream, addr, now),
+        };
+        entry.insert(Slot {
+            generation,
+            socket: Socket::Peer(Box::new(link)),
+        });
+        self.with_peer(t, now, |p, cx| {
+            p.start(cx);
+            Step::Keep
+        });
+        Some(t)
+    }
+
+    /// Dials the nodes whose time has come (non-blocking connect: the link
+    /// learns the outcome when the socket turns writable).
+    fn dial(&mut self, now: Instant) {
+        if self.cluster.is_none() {
+            return;
+        }
+        for (name, addr) in self.members.due(now) {
+            match TcpStream::connect(addr) {
+                Ok(stream) => {
+                    if let Some(t) = self.add_peer(stream, addr, Some(&name), now) {
+                        self.members.dialing(&name, t.0 as u64);
+                    }
+                }
+                Err(e) => {
+                    debug!("dial {name} ({addr}) failed: {e}");
+                    self.members.dialing(&name, 0);
+                    self.members.dial_ended(&name, 0, now);
+                }
+            }
         }
     }
 
@@ -339,6 +587,7 @@ impl Server {
     /// every stream: each frame is shared, and all that a stream has pending
     /// leaves in one vectored write.
     fn fan_out(&mut self, now: Instant) {
+        self.send_to_peers(now);
         let mut frames = self.room.take_outbox();
         if !frames.is_empty() {
             self.quiet = false;
@@ -352,8 +601,20 @@ impl Server {
         }
         if now >= self.next_presence {
             self.next_presence = now + PRESENCE_EVERY;
-            if self.presence.listeners != self.streams.len() {
+            if self.presence_changed || self.presence.listeners != self.streams.len() {
+                self.presence_changed = false;
                 self.presence.listeners = self.streams.len();
+                self.presence.peers = self
+                    .sockets
+                    .iter()
+                    .filter_map(|(_, s)| match &s.socket {
+                        Socket::Peer(p) if p.is_up() => {
+                            Some((p.name.clone().unwrap_or_default(), p.listeners))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                self.presence.peers.sort();
                 let mut f = Vec::new();
                 sse::encode(&mut f, None, Some("presence"), &self.presence.json());
                 frames.push(f.into());
@@ -384,31 +645,97 @@ impl Server {
         }
     }
 
+    /// Sends our new messages to every linked peer (each frame encoded once),
+    /// the membership when it grew, and our listener count when it changed.
+    fn send_to_peers(&mut self, now: Instant) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let mut frames: Vec<Rc<[u8]>> = Vec::new();
+        for e in self.room.take_peer_outbox() {
+            let mut buf = Vec::with_capacity(e.text.len() + 24);
+            wire::encode(
+                &Frame::Message {
+                    origin: e.origin,
+                    seq: e.seq,
+                    text: e.text.to_string(),
+                },
+                &mut buf,
+            );
+            frames.push(buf.into());
+        }
+        if self.members.take_changed() {
+            if let Some(c) = &self.cluster {
+                let mut buf = Vec::new();
+                wire::encode(&nodes_frame(&self.members, &c.my_addr), &mut buf);
+                frames.push(buf.into());
+            }
+        }
+        if now >= self.next_presence && self.told_peers != self.streams.len() {
+            self.told_peers = self.streams.len();
+            let mut buf = Vec::new();
+            wire::encode(
+                &Frame::Presence {
+                    listeners: self.told_peers as u32,
+                },
+                &mut buf,
+            );
+            frames.push(buf.into());
+        }
+        if frames.is_empty() {
+            return;
+        }
+        let peers: Vec<Token> = self
+            .sockets
+            .iter()
+            .filter_map(|(k, s)| match &s.socket {
+                Socket::Peer(p) if p.is_up() => Some(token(k, s.generation)),
+                _ => None,
+            })
+            .collect();
+        for t in peers {
+            self.with_peer(t, now, |p, cx| {
+                for f in &frames {
+                    if p.send_shared(f) == Step::Close {
+                        return Step::Close;
+                    }
+                }
+                p.flush_and_settle(cx)
+            });
+        }
+    }
+
     fn fire_timers(&mut self, now: Instant) {
         if self.accept_paused_until.is_some_and(|t| t <= now) {
             self.accept_paused_until = None;
-            let listeners: Vec<(usize, bool)> = self
+            let listeners: Vec<(usize, Port)> = self
                 .sockets
                 .iter()
                 .filter_map(|(k, s)| match &s.socket {
-                    Socket::Listener { secure, .. } => Some((k, *secure)),
+                    Socket::Listener { port, .. } => Some((k, *port)),
                     _ => None,
                 })
+                .filter(|(_, port)| self.serving || *port == Port::Cluster)
                 .collect();
-            for (key, secure) in listeners {
-                self.accept(key, secure, now);
+            for (key, port) in listeners {
+                self.accept(key, port, now);
             }
         }
         let mut due = std::mem::take(&mut self.due);
         self.timers.expire(now, &mut due);
         for &raw in &due {
-            self.with_client(Token(raw as usize), now, |c, cx| c.expired(cx));
+            let t = Token(raw as usize);
+            match self.sockets.get(split(t).0).map(|s| &s.socket) {
+                Some(Socket::Client(_)) => self.with_client(t, now, |c, cx| c.expired(cx)),
+                Some(Socket::Peer(_)) => self.with_peer(t, now, |p, cx| p.expired(cx)),
+                _ => {}
+            }
         }
         due.clear();
         self.due = due;
     }
 
-    fn remove_closed(&mut self) {
+    fn remove_closed(&mut self, now: Instant) {
         while let Some(t) = self.closing.pop() {
             let (key, generation) = split(t);
             if self
@@ -419,8 +746,22 @@ impl Server {
                 continue;
             }
             let slot = self.sockets.remove(key);
-            let Socket::Client(mut client) = slot.socket else {
-                continue;
+            let mut client = match slot.socket {
+                Socket::Client(client) => client,
+                Socket::Peer(mut link) => {
+                    if let Some(name) = &link.name {
+                        if link.is_up() {
+                            self.members.link_down(name, t.0 as u64, now);
+                            self.presence_changed = true;
+                        }
+                        if link.dialed {
+                            self.members.dial_ended(name, t.0 as u64, now);
+                        }
+                    }
+                    let _ = self.poll.registry().deregister(&mut link.stream);
+                    continue;
+                }
+                Socket::Listener { .. } => continue,
             };
             if let State::Stream { slot: i } = client.state {
                 self.streams.swap_remove(i);
@@ -452,4 +793,12 @@ fn is_out_of_resources(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+/// A seed for dial jitter: differs between nodes and runs.
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
 }

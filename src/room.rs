@@ -60,6 +60,15 @@ impl Clock {
         }
     }
 
+    /// A clock from a peer's list (unsorted, possibly repeating, bounded).
+    pub fn from_entries(entries: &[(Tag, u64)]) -> Clock {
+        let mut c = Clock::default();
+        for &(t, s) in entries {
+            c.set(t, s);
+        }
+        c
+    }
+
     pub fn entries(&self) -> &[(Tag, u64)] {
         &self.0
     }
@@ -153,6 +162,8 @@ pub struct Room {
     floors: Clock,
     /// Frames accepted since the reactor last fanned out.
     outbox: Vec<Rc<[u8]>>,
+    /// Our own messages not yet sent to the peers.
+    peer_outbox: Vec<Rc<Entry>>,
 }
 
 impl Room {
@@ -165,6 +176,7 @@ impl Room {
             clock: Clock::default(),
             floors: Clock::default(),
             outbox: Vec::new(),
+            peer_outbox: Vec::new(),
         }
     }
 
@@ -176,7 +188,14 @@ impl Room {
     /// the sequence is above both it and every earlier one of ours.
     pub fn publish(&mut self, text: &str, now_micros: u64) -> Rc<Entry> {
         let seq = now_micros.max(self.clock.get(self.tag) + 1);
-        self.append(self.tag, seq, text.into())
+        let entry = self.append(self.tag, seq, text.into());
+        self.peer_outbox.push(entry.clone());
+        entry
+    }
+
+    /// Our messages published since the last call, for the peers.
+    pub fn take_peer_outbox(&mut self) -> Vec<Rc<Entry>> {
+        std::mem::take(&mut self.peer_outbox)
     }
 
     /// A message from a peer: appended unless it is not newer than what this

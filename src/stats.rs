@@ -10,6 +10,9 @@ pub struct Stats {
     pub evicted: u64,
     pub timeouts: u64,
     pub deliveries: u64,
+    pub peer_links_up: u64,
+    pub peer_refused: u64,
+    pub peer_protocol_errors: u64,
     /// Responses by status class: 1xx … 5xx.
     pub status_classes: [u64; 5],
 }

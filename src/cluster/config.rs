@@ -1,0 +1,183 @@
+//! `sys.conf`, the cluster file (DESIGN.md "sys.conf"): `key = value` lines,
+//! `#` comments, entries separated by commas or spaces. The same file serves
+//! every node; a node finds itself in `nodes` by its `--name`, and its
+//! cluster port is that entry's port. Every problem names the file and line.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// `node1@127.0.0.1`
+    pub name: String,
+    /// Where its cluster port listens: the host of the name, the entry's port.
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub nodes: Vec<Member>,
+    pub sync_nodes_timeout: Duration,
+    pub cookie: String,
+}
+
+/// Parses `text` (the contents of `file`, named in errors) for the node `me`.
+pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> {
+    let mut nodes: Option<(Vec<Member>, usize)> = None;
+    let mut sync = None;
+    let mut cookie = None;
+    for (i, raw) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("{file}:{n}: expected `key = value`, got {line:?}"));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let dup = |seen: bool| {
+            if seen {
+                Err(format!("{file}:{n}: `{key}` is set twice"))
+            } else {
+                Ok(())
+            }
+        };
+        match key {
+            "nodes" => {
+                dup(nodes.is_some())?;
+                let mut list = Vec::new();
+                for entry in value.split([',', ' ', '\t']).filter(|e| !e.is_empty()) {
+                    let m = member(entry).map_err(|e| format!("{file}:{n}: {e}"))?;
+                    if list.iter().any(|o: &Member| o.name == m.name) {
+                        return Err(format!("{file}:{n}: {} is listed twice", m.name));
+                    }
+                    list.push(m);
+                }
+                if list.is_empty() {
+                    return Err(format!("{file}:{n}: `nodes` lists no node"));
+                }
+                nodes = Some((list, n));
+            }
+            "sync_nodes_timeout" => {
+                dup(sync.is_some())?;
+                let ms: u64 = value.parse().map_err(|_| {
+                    format!("{file}:{n}: sync_nodes_timeout must be milliseconds, got {value:?}")
+                })?;
+                sync = Some(Duration::from_millis(ms));
+            }
+            "cookie" => {
+                dup(cookie.is_some())?;
+                if value.is_empty() || value.len() > 1024 {
+                    return Err(format!("{file}:{n}: the cookie must be 1 to 1024 bytes"));
+                }
+                cookie = Some(value.to_string());
+            }
+            _ => return Err(format!("{file}:{n}: unknown key `{key}`")),
+        }
+    }
+    let Some((nodes, line)) = nodes else {
+        return Err(format!("{file}: no `nodes` line"));
+    };
+    if !nodes.iter().any(|m| m.name == me) {
+        return Err(format!("{file}:{line}: this node ({me}) is not in `nodes`"));
+    }
+    let Some(cookie) = cookie else {
+        return Err(format!(
+            "{file}: no `cookie` line (the cluster's shared secret)"
+        ));
+    };
+    Ok(ClusterConfig {
+        nodes,
+        sync_nodes_timeout: sync.unwrap_or(Duration::from_millis(5000)),
+        cookie,
+    })
+}
+
+/// `name@host:port`, where the name is `name@host` (host may be `[v6]`).
+pub fn member(entry: &str) -> Result<Member, String> {
+    let (name, port) = entry
+        .rsplit_once(':')
+        .filter(|(name, _)| !name.ends_with(':'))
+        .ok_or_else(|| format!("{entry:?}: expected name@host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{entry:?}: bad port {port:?}"))?;
+    let addr = resolve(name, port).map_err(|e| format!("{entry:?}: {e}"))?;
+    Ok(Member {
+        name: name.to_string(),
+        addr,
+    })
+}
+
+fn resolve(name: &str, port: u16) -> Result<SocketAddr, String> {
+    let (node, host) = name
+        .split_once('@')
+        .ok_or_else(|| "a node name is name@host".to_string())?;
+    if node.is_empty() || host.is_empty() {
+        return Err("a node name is name@host".into());
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {host}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEMO: &str = "\
+# the nodes of this cluster
+nodes = node1@127.0.0.1:4371, node2@127.0.0.1:4372
+sync_nodes_timeout = 5000  # ms
+cookie = change-me
+";
+
+    #[test]
+    fn the_demo_file() {
+        let c = parse("sys.conf", DEMO, "node2@127.0.0.1").unwrap();
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.nodes[1].addr, "127.0.0.1:4372".parse().unwrap());
+        assert_eq!(c.sync_nodes_timeout, Duration::from_millis(5000));
+        assert_eq!(c.cookie, "change-me");
+        let v6 = parse("f", "nodes = a@[::1]:7 b@127.0.0.1:8\ncookie=x", "a@[::1]").unwrap();
+        assert_eq!(v6.nodes[0].addr, "[::1]:7".parse().unwrap());
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let cases = [
+            (
+                "nodes = a@127.0.0.1:1\ncookie = x\ncolor = blue",
+                "f:3: unknown key",
+            ),
+            ("nodes = a@127.0.0.1:1\njunk", "f:2: expected"),
+            ("nodes = b@127.0.0.1:1\ncookie = x", "f:1: this node"),
+            ("nodes = a@127.0.0.1:x\ncookie = x", "f:1:"),
+            ("nodes = a127.0.0.1:1\ncookie = x", "f:1:"),
+            (
+                "nodes = a@127.0.0.1:1\nsync_nodes_timeout = soon\ncookie = x",
+                "f:2:",
+            ),
+            ("nodes = a@127.0.0.1:1", "no `cookie`"),
+            ("cookie = x", "no `nodes`"),
+            (
+                "nodes = a@127.0.0.1:1 a@127.0.0.1:2\ncookie = x",
+                "listed twice",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse("f", text, "a@127.0.0.1").unwrap_err();
+            assert!(
+                err.starts_with(want) || err.contains(want),
+                "{text:?}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Who this node knows, whether it is linked to them, and when to dial them
+//! next. Nodes come from the cluster file (`listed`: dialled forever) or are
+//! learned from peers (forgotten after `FORGET_AFTER` of failed dials). A
+//! link going down schedules a redial with capped exponential backoff and
+//! jitter, so a cluster restarting together does not dial in lock-step.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_CAP: Duration = Duration::from_secs(3);
+const FORGET_AFTER: Duration = Duration::from_secs(120);
+/// Most nodes a node will remember (peers can tell it of others).
+pub const MAX_MEMBERS: usize = 128;
+
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub listed: bool,
+    /// The token of the link that finished its handshake, if any.
+    pub link: Option<u64>,
+    /// The token of our dial in progress, if any.
+    pub dialing: Option<u64>,
+    /// The link's replay has arrived (it sent `Synced`).
+    pub synced: bool,
+    attempts: u32,
+    next_dial: Option<Instant>,
+    failing_since: Option<Instant>,
+}
+
+pub struct Members {
+    pub me: String,
+    pub known: Vec<Known>,
+    /// A node was learned since the last `take_changed`.
+    changed: bool,
+    rng: u64,
+}
+
+impl Members {
+    pub fn new(me: &str, seed: u64) -> Members {
+        Members {
+            me: me.to_string(),
+            known: Vec::new(),
+            changed: false,
+            rng: seed | 1,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Known> {
+        self.known.iter().find(|k| k.name == name)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut Known> {
+        self.known.iter_mut().find(|k| k.name == name)
+    }
+
+    /// Adds a node (not ourselves); true if it was new. Its first dial is due now.
+    pub fn learn(&mut self, name: &str, addr: SocketAddr, listed: bool, now: Instant) -> bool {
+        if name == self.me || self.known.len() >= MAX_MEMBERS {
+            return false;
+        }
+        if let Some(k) = self.get_mut(name) {
+            k.addr = addr;
+            k.listed |= listed;
+            return false;
+        }
+        self.known.push(Known {
+            name: name.to_string(),
+            addr,
+            listed,
+            link: None,
+            dialing: None,
+            synced: false,
+            attempts: 0,
+            next_dial: Some(now),
+            failing_since: None,
+        });
+        self.changed = true;
+        true
+    }
+
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Nodes to dial now: not linked, not being dialled, their time come.
+    pub fn due(&self, now: Instant) -> Vec<(String, SocketAddr)> {
+        self.known
+            .iter()
+            .filter(|k| k.link.is_none() && k.dialing.is_none())
+            .filter(|k| k.next_dial.is_some_and(|t| t <= now))
+            .map(|k| (k.name.clone(), k.addr))
+            .collect()
+    }
+
+    pub fn next_dial(&self) -> Option<Instant> {
+        self.known
+            .iter()
+            .filter(|k| k.link.is_none() && k.dialing.is_none())
+            .filter_map(|k| k.next_dial)
+            .min()
+    }
+
+    pub fn dialing(&mut self, name: &str, token: u64) {
+        if let Some(k) = self.get_mut(name) {
+            k.dialing = Some(token);
+            k.next_dial = None;
+        }
+    }
+
+    /// Our dial ended without a link (refused, unreachable, lost a tie-break).
+    pub fn dial_ended(&mut self, name: &str, token: u64, now: Instant) {
+        let delay = self.backoff(name);
+        if let Some(k) = self.get_mut(name) {
+            if k.dialing == Some(token) {
+                k.dialing = None;
+                if k.link.is_none() {
+                    k.next_dial = Some(now + delay);
+                    k.failing_since.get_or_insert(now);
+                }
+            }
+        }
+        self.forget_stale(now);
+    }
+
+    pub fn link_up(&mut self, name: &str, token: u64) {
+        if let Some(k) = self.get_mut(name) {
+            k.link = Some(token);
+            k.dialing = None;
+            k.attempts = 0;
+            k.failing_since = None;
+            k.next_dial = None;
+            k.synced = false;
+        }
+    }
+
+    /// The link `token` went down: redial soon (with jitter).
+    pub fn link_down(&mut self, name: &str, token: u64, now: Instant) {
+        let delay = self.backoff(name);
+        if let Some(k) = self.get_mut(name) {
+            if k.link == Some(token) {
+                k.link = None;
+                k.synced = false;
+                k.next_dial = Some(now + delay);
+                k.failing_since = Some(now);
+            }
+        }
+    }
+
+    pub fn synced(&mut self, name: &str) {
+        if let Some(k) = self.get_mut(name) {
+            k.synced = true;
+        }
+    }
+
+    /// Every node of the cluster file has linked and sent its replay.
+    pub fn all_listed_synced(&self) -> bool {
+        self.known.iter().filter(|k| k.listed).all(|k| k.synced)
+    }
+
+    /// Capped exponential backoff with ±25% jitter; counts the attempt.
+    fn backoff(&mut self, name: &str) -> Duration {
+        let attempts = match self.get_mut(name) {
+            Some(k) => {
+                k.attempts = k.attempts.saturating_add(1);
+                k.attempts
+            }
+            None => 1,
+        };
+        let base = BACKOFF_FIRST
+            .saturating_mul(1 << attempts.min(10))
+            .min(BACKOFF_CAP);
+        // xorshift64: jitter needs no more than this.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let spread = (self.rng % 501) as f64 / 1000.0 + 0.75; // 0.75 ..= 1.25
+        base.mul_f64(spread)
+    }
+
+    fn forget_stale(&mut self, now: Instant) {
+        self.known.retain(|k| {
+            k.listed
+                || k.link.is_some()
+                || k.dialing.is_some()
+                || k.failing_since
+                    .is_none_or(|t| now.duration_since(t) < FORGET_AFTER)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_backoff_grows_and_resets() {
+        let t0 = Instant::now();
+        let mut m = Members::new("a", 42);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(m.learn("b", addr, true, t0));
+        assert!(!m.learn("b", addr, true, t0));
+        assert!(!m.learn("a", addr, true, t0), "never ourselves");
+        assert_eq!(m.due(t0).len(), 1);
+        let mut last = Duration::ZERO;
+        for token in 1..6 {
+            m.dialing("b", token);
+            assert!(m.due(t0).is_empty());
+            m.dial_ended("b", token, t0);
+            let wait = m.next_dial().unwrap() - t0;
+            assert!(wait <= BACKOFF_CAP.mul_f64(1.25));
+            if token < 4 {
+                assert!(wait > last, "{wait:?} after {last:?}");
+            }
+            last = wait;
+        }
+        m.dialing("b", 9);
+        m.link_up("b", 9);
+        assert!(!m.all_listed_synced());
+        m.synced("b");
+        assert!(m.all_listed_synced());
+        m.link_down("b", 9, t0);
+        assert!(m.next_dial().unwrap() - t0 <= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn learned_nodes_are_forgotten_listed_ones_are_not() {
+        let t0 = Instant::now();
+        let mut m = Members::new("a", 1);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        m.learn("listed", addr, true, t0);
+        m.learn("learned", addr, false, t0);
+        m.dialing("learned", 1);
+        m.dial_ended("learned", 1, t0);
+        m.dialing("learned", 2);
+        m.dial_ended("learned", 2, t0 + FORGET_AFTER);
+        m.dialing("listed", 3);
+        m.dial_ended("listed", 3, t0 + FORGET_AFTER * 2);
+        assert!(m.get("learned").is_none());
+        assert!(m.get("listed").is_some());
+    }
+}

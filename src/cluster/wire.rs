@@ -1,0 +1,407 @@
+//! The peer link's frames, without sockets. A frame is a 4-byte big-endian
+//! length, then a 1-byte kind, then the fields: integers big-endian, strings
+//! as a length (u16, or u32 for message text) and UTF-8 bytes. `decode` takes
+//! bytes as they come and never trusts a length: every field is checked
+//! against what is left of the frame, and a frame longer than the caller's
+//! cap is an error (the link closes, never the node).
+
+use std::fmt;
+
+pub const NONCE_LEN: usize = 32;
+pub const MAC_LEN: usize = 32;
+/// Until a peer has proved the cookie, it may send only small frames.
+pub const MAX_HANDSHAKE_FRAME: usize = 1024;
+/// After: a message at the largest `--max-message` plus its fields.
+pub const MAX_FRAME: usize = (1 << 20) + 1024;
+/// Most origins in a `State` and most nodes in a `Nodes` frame.
+pub const MAX_LIST: usize = 256;
+pub const VERSION: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Dialer → acceptor: who I am, where my cluster port is, my challenge.
+    Hello {
+        version: u8,
+        name: String,
+        addr: String,
+        nonce: [u8; NONCE_LEN],
+    },
+    /// Acceptor → dialer: who I am, my challenge, and my proof of the cookie.
+    Challenge {
+        name: String,
+        nonce: [u8; NONCE_LEN],
+        mac: [u8; MAC_LEN],
+    },
+    /// Dialer → acceptor: my proof of the cookie.
+    Proof {
+        mac: [u8; MAC_LEN],
+    },
+    /// Either side: the link is refused, and why.
+    Refuse {
+        reason: String,
+    },
+    /// After the handshake: what I have from each origin, and my listeners.
+    State {
+        clock: Vec<(u32, u64)>,
+        listeners: u32,
+    },
+    /// The replay that answers a `State` is complete.
+    Synced,
+    /// One chat message.
+    Message {
+        origin: u32,
+        seq: u64,
+        text: String,
+    },
+    /// The nodes I know: (name, cluster address).
+    Nodes {
+        nodes: Vec<(String, String)>,
+    },
+    Presence {
+        listeners: u32,
+    },
+    Ping,
+    Pong,
+    /// I am shutting down on purpose: not a failure.
+    Leave,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireError {
+    TooLarge,
+    UnknownKind(u8),
+    Truncated,
+    TrailingBytes,
+    BadUtf8,
+    TooManyItems,
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            WireError::TooLarge => write!(f, "frame too large"),
+            WireError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
+            WireError::Truncated => write!(f, "field runs past the end of the frame"),
+            WireError::TrailingBytes => write!(f, "bytes left over after the fields"),
+            WireError::BadUtf8 => write!(f, "string is not UTF-8"),
+            WireError::TooManyItems => write!(f, "list too long"),
+        }
+    }
+}
+
+const HELLO: u8 = 1;
+const CHALLENGE: u8 = 2;
+const PROOF: u8 = 3;
+const REFUSE: u8 = 4;
+const STATE: u8 = 10;
+const SYNCED: u8 = 11;
+const MESSAGE: u8 = 12;
+const NODES: u8 = 13;
+const PRESENCE: u8 = 14;
+const PING: u8 = 15;
+const PONG: u8 = 16;
+const LEAVE: u8 = 17;
+
+/// Appends `frame` to `out`.
+pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    match frame {
+        Frame::Hello {
+            version,
+            name,
+            addr,
+            nonce,
+        } => {
+            out.push(HELLO);
+            out.push(*version);
+            put_str(out, name);
+            put_str(out, addr);
+            out.extend_from_slice(nonce);
+        }
+        Frame::Challenge { name, nonce, mac } => {
+            out.push(CHALLENGE);
+            put_str(out, name);
+            out.extend_from_slice(nonce);
+            out.extend_from_slice(mac);
+        }
+        Frame::Proof { mac } => {
+            out.push(PROOF);
+            out.extend_from_slice(mac);
+        }
+        Frame::Refuse { reason } => {
+            out.push(REFUSE);
+            put_str(out, reason);
+        }
+        Frame::State { clock, listeners } => {
+            out.push(STATE);
+            out.extend_from_slice(&listeners.to_be_bytes());
+            out.extend_from_slice(&(clock.len().min(MAX_LIST) as u16).to_be_bytes());
+            for (tag, seq) in clock.iter().take(MAX_LIST) {
+                out.extend_from_slice(&tag.to_be_bytes());
+                out.extend_from_slice(&seq.to_be_bytes());
+            }
+        }
+        Frame::Synced => out.push(SYNCED),
+        Frame::Message { origin, seq, text } => {
+            out.push(MESSAGE);
+            out.extend_from_slice(&origin.to_be_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        Frame::Nodes { nodes } => {
+            out.push(NODES);
+            out.extend_from_slice(&(nodes.len().min(MAX_LIST) as u16).to_be_bytes());
+            for (name, addr) in nodes.iter().take(MAX_LIST) {
+                put_str(out, name);
+                put_str(out, addr);
+            }
+        }
+        Frame::Presence { listeners } => {
+            out.push(PRESENCE);
+            out.extend_from_slice(&listeners.to_be_bytes());
+        }
+        Frame::Ping => out.push(PING),
+        Frame::Pong => out.push(PONG),
+        Frame::Leave => out.push(LEAVE),
+    }
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Strings longer than a u16 length are cut (names and reasons are short).
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let mut end = s.len().min(u16::MAX as usize);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.extend_from_slice(&(end as u16).to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..end]);
+}
+
+/// Decodes the frame at the start of `buf`. Ok(None): not all here yet.
+/// Ok(Some((frame, used))): `used` bytes make the frame.
+pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize)>, WireError> {
+    let Some(len) = buf.get(..4) else {
+        return Ok(None);
+    };
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if len > max_frame || len == 0 {
+        return Err(if len == 0 {
+            WireError::Truncated
+        } else {
+            WireError::TooLarge
+        });
+    }
+    let Some(body) = buf.get(4..4 + len) else {
+        return Ok(None);
+    };
+    let mut r = Reader { buf: body };
+    let kind = r.u8()?;
+    let frame = match kind {
+        HELLO => Frame::Hello {
+            version: r.u8()?,
+            name: r.str16()?,
+            addr: r.str16()?,
+            nonce: r.array()?,
+        },
+        CHALLENGE => Frame::Challenge {
+            name: r.str16()?,
+            nonce: r.array()?,
+            mac: r.array()?,
+        },
+        PROOF => Frame::Proof { mac: r.array()? },
+        REFUSE => Frame::Refuse { reason: r.str16()? },
+        STATE => {
+            let listeners = r.u32()?;
+            let n = r.u16()? as usize;
+            if n > MAX_LIST {
+                return Err(WireError::TooManyItems);
+            }
+            let mut clock = Vec::with_capacity(n);
+            for _ in 0..n {
+                clock.push((r.u32()?, r.u64()?));
+            }
+            Frame::State { clock, listeners }
+        }
+        SYNCED => Frame::Synced,
+        MESSAGE => {
+            let origin = r.u32()?;
+            let seq = r.u64()?;
+            let n = r.u32()? as usize;
+            Frame::Message {
+                origin,
+                seq,
+                text: r.string(n)?,
+            }
+        }
+        NODES => {
+            let n = r.u16()? as usize;
+            if n > MAX_LIST {
+                return Err(WireError::TooManyItems);
+            }
+            let mut nodes = Vec::with_capacity(n);
+            for _ in 0..n {
+                nodes.push((r.str16()?, r.str16()?));
+            }
+            Frame::Nodes { nodes }
+        }
+        PRESENCE => Frame::Presence {
+            listeners: r.u32()?,
+        },
+        PING => Frame::Ping,
+        PONG => Frame::Pong,
+        LEAVE => Frame::Leave,
+        k => return Err(WireError::UnknownKind(k)),
+    };
+    if !r.buf.is_empty() {
+        return Err(WireError::TrailingBytes);
+    }
+    Ok(Some((frame, 4 + len)))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], WireError> {
+        if self.buf.len() < n {
+            return Err(WireError::Truncated);
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut a = [0; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    fn string(&mut self, n: usize) -> Result<String, WireError> {
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| WireError::BadUtf8)
+    }
+    fn str16(&mut self) -> Result<String, WireError> {
+        let n = self.u16()? as usize;
+        self.string(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Frame> {
+        vec![
+            Frame::Hello {
+                version: VERSION,
+                name: "node1@127.0.0.1".into(),
+                addr: "127.0.0.1:4371".into(),
+                nonce: [7; NONCE_LEN],
+            },
+            Frame::Challenge {
+                name: "n2".into(),
+                nonce: [1; NONCE_LEN],
+                mac: [2; MAC_LEN],
+            },
+            Frame::Proof { mac: [3; MAC_LEN] },
+            Frame::Refuse {
+                reason: "cookie".into(),
+            },
+            Frame::State {
+                clock: vec![(1, 2), (3, u64::MAX)],
+                listeners: 9,
+            },
+            Frame::Synced,
+            Frame::Message {
+                origin: 0xdead_beef,
+                seq: 42,
+                text: "héllo\nworld 🚀".into(),
+            },
+            Frame::Nodes {
+                nodes: vec![("a@h".into(), "127.0.0.1:1".into())],
+            },
+            Frame::Presence { listeners: 3 },
+            Frame::Ping,
+            Frame::Pong,
+            Frame::Leave,
+        ]
+    }
+
+    #[test]
+    fn roundtrip_and_every_prefix_is_incomplete() {
+        for f in all() {
+            let mut buf = Vec::new();
+            encode(&f, &mut buf);
+            for cut in 0..buf.len() {
+                assert_eq!(decode(&buf[..cut], MAX_FRAME), Ok(None), "{f:?} cut {cut}");
+            }
+            buf.extend_from_slice(b"next");
+            let (back, used) = decode(&buf, MAX_FRAME).unwrap().unwrap();
+            assert_eq!(back, f);
+            assert_eq!(used, buf.len() - 4);
+        }
+    }
+
+    #[test]
+    fn hostile_frames_are_errors() {
+        let cases: &[(&str, &[u8], WireError)] = &[
+            (
+                "huge length",
+                &[0xff, 0xff, 0xff, 0xff],
+                WireError::TooLarge,
+            ),
+            ("empty frame", &[0, 0, 0, 0], WireError::Truncated),
+            (
+                "unknown kind",
+                &[0, 0, 0, 1, 99],
+                WireError::UnknownKind(99),
+            ),
+            ("short proof", &[0, 0, 0, 2, PROOF, 1], WireError::Truncated),
+            ("trailing", &[0, 0, 0, 2, PING, 0], WireError::TrailingBytes),
+            (
+                "bad utf8",
+                &[0, 0, 0, 4, REFUSE, 0, 1, 0xff],
+                WireError::BadUtf8,
+            ),
+            (
+                "text past end",
+                &[
+                    0, 0, 0, 17, MESSAGE, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff,
+                    0xff,
+                ],
+                WireError::Truncated,
+            ),
+            (
+                "too many",
+                &[0, 0, 0, 3, NODES, 0xff, 0xff],
+                WireError::TooManyItems,
+            ),
+        ];
+        for (name, bytes, want) in cases {
+            assert_eq!(decode(bytes, MAX_FRAME), Err(*want), "{name}");
+        }
+        let mut big = Vec::new();
+        encode(
+            &Frame::Refuse {
+                reason: "x".repeat(2000),
+            },
+            &mut big,
+        );
+        assert_eq!(decode(&big, MAX_HANDSHAKE_FRAME), Err(WireError::TooLarge));
+    }
+}

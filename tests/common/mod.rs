@@ -1,0 +1,897 @@
+//! Shared harness of the integration tests: starts the real `watercooler`
+//! binary on port 0, reads the URLs it prints, talks to it over real sockets
+//! (plain TCP or rustls), and kills it by PID when the `Node` is dropped.
+//!
+//! Every wait is bounded: reads time out after `IO_TIMEOUT`, startup after
+//! `START_TIMEOUT`. Panics carry the last lines of the node's stderr.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+
+/// Bound on every single read or write of a test socket.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on the node printing both of its `listening on` lines.
+pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many lines of the node's stderr are kept for panic messages.
+const STDERR_LINES: usize = 60;
+
+const BIN: &str = env!("CARGO_BIN_EXE_watercooler");
+
+// ---------------------------------------------------------------------------
+// Nodes
+// ---------------------------------------------------------------------------
+
+/// A running node. Dropping it kills the process and reaps it.
+pub struct Node {
+    child: Child,
+    http: SocketAddr,
+    https: SocketAddr,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Node {
+    /// Starts a node on 127.0.0.1 with both ports 0, plus `args`.
+    pub fn start(args: &[&str]) -> Node {
+        let mut full = vec!["--bind", "127.0.0.1", "--port", "0", "--secure-port", "0"];
+        full.extend_from_slice(args);
+        let mut child = Command::new(BIN)
+            .args(&full)
+            .env_remove("PORT")
+            .env_remove("SECURE_PORT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
+
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = Arc::clone(&stderr);
+        let err_pipe = child.stderr.take().expect("stderr piped");
+        thread::spawn(move || {
+            for line in BufReader::new(err_pipe).lines() {
+                let Ok(line) = line else { break };
+                let mut tail = tail.lock().unwrap();
+                if tail.len() == STDERR_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        });
+
+        // stdout is drained for the node's whole life so it never blocks.
+        let (tx, rx) = mpsc::channel::<String>();
+        let out_pipe = child.stdout.take().expect("stdout piped");
+        thread::spawn(move || {
+            for line in BufReader::new(out_pipe).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+
+        let mut node = Node {
+            child,
+            http: "0.0.0.0:0".parse().unwrap(),
+            https: "0.0.0.0:0".parse().unwrap(),
+            stderr,
+        };
+        let (mut http, mut https) = (None, None);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while http.is_none() || https.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(a) = listening_addr(&line, "http://") {
+                        http = Some(a);
+                    } else if let Some(a) = listening_addr(&line, "https://") {
+                        https = Some(a);
+                    }
+                }
+                Err(e) => {
+                    thread::sleep(Duration::from_millis(100));
+                    let status = node.child.try_wait().ok().flatten();
+                    panic!(
+                        "node {full:?} did not print both listening lines ({e}; exit: {status:?})\n\
+                         stderr:\n{}",
+                        node.stderr_tail()
+                    );
+                }
+            }
+        }
+        node.http = http.unwrap();
+        node.https = https.unwrap();
+        node
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines the node wrote on stderr.
+    pub fn stderr_tail(&self) -> String {
+        let tail = self.stderr.lock().unwrap();
+        tail.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    /// Panics with `what`, the error and the node's stderr.
+    pub fn fail(&self, what: &str, e: impl std::fmt::Display) -> ! {
+        panic!("{what}: {e}\n--- node stderr ---\n{}", self.stderr_tail())
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// One request on a fresh plain connection.
+    pub fn request(&self, raw: &[u8]) -> Response {
+        try_request(self.http, raw).unwrap_or_else(|e| self.fail("request", e))
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.request(get_bytes(self.http, path).as_slice())
+    }
+
+    pub fn publish(&self, message: &str) -> Response {
+        let body = form_message(message);
+        try_post_form(self.http, "/publish", &body, &[]).unwrap_or_else(|e| self.fail("publish", e))
+    }
+
+    /// Publishes and asserts the 303.
+    pub fn publish_ok(&self, message: &str) {
+        let r = self.publish(message);
+        assert_eq!(
+            r.status,
+            303,
+            "publish {message:?}: {r:?}\n{}",
+            self.stderr_tail()
+        );
+    }
+
+    /// A fresh plain keep-alive connection.
+    pub fn connect(&self) -> Conn<TcpStream> {
+        Conn::plain(self.http).unwrap_or_else(|e| self.fail("connect", e))
+    }
+
+    /// A fresh TLS connection to the secure port.
+    pub fn connect_tls(&self) -> Conn<TlsStream> {
+        Conn::tls(self.https).unwrap_or_else(|e| self.fail("tls connect", e))
+    }
+
+    /// `GET /listen` over plain TCP with `extra` headers.
+    pub fn listen(&self, extra: &[(&str, &str)]) -> SseClient<TcpStream> {
+        self.listen_path("/listen", extra)
+    }
+
+    pub fn listen_path(&self, path: &str, extra: &[(&str, &str)]) -> SseClient<TcpStream> {
+        let conn = self.connect();
+        SseClient::open(conn, path, extra).unwrap_or_else(|e| self.fail("listen", e))
+    }
+
+    /// `GET /listen` over TLS.
+    pub fn listen_tls(&self, extra: &[(&str, &str)]) -> SseClient<TlsStream> {
+        let conn = self.connect_tls();
+        SseClient::open(conn, "/listen", extra).unwrap_or_else(|e| self.fail("tls listen", e))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Child::kill sends SIGKILL to this child's PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses `listening on http://127.0.0.1:PORT` (with `scheme` = "http://").
+fn listening_addr(line: &str, scheme: &str) -> Option<SocketAddr> {
+    let at = line.find("listening on ")?;
+    let rest = line[at + "listening on ".len()..].trim_start();
+    let rest = rest.strip_prefix(scheme)?;
+    let addr = rest.split_whitespace().next()?.trim_end_matches('/');
+    addr.parse().ok()
+}
+
+/// What a finished run of the binary produced.
+#[derive(Debug)]
+pub struct Output {
+    /// `None` if it had to be killed at the timeout.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary with exactly `args` and waits at most `timeout`.
+pub fn run(args: &[&str], timeout: Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("PORT")
+        .env_remove("SECURE_PORT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {BIN}: {e}"));
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = pipe.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = collect(Box::new(child.stdout.take().unwrap()));
+    let err = collect(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Requests and responses
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub version: String,
+    pub status: u16,
+    pub reason: String,
+    /// Names lowercased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A socket the harness can put a read timeout on.
+pub trait Stream: Read + Write {
+    fn set_timeout(&self, d: Duration) -> io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn set_timeout(&self, d: Duration) -> io::Result<()> {
+        self.set_read_timeout(Some(d))
+    }
+}
+
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+impl Stream for TlsStream {
+    fn set_timeout(&self, d: Duration) -> io::Result<()> {
+        self.sock.set_read_timeout(Some(d))
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// One client connection with its unread input.
+pub struct Conn<S: Stream> {
+    pub stream: S,
+    buf: Vec<u8>,
+    host: String,
+}
+
+impl Conn<TcpStream> {
+    pub fn plain(addr: SocketAddr) -> io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
+        stream.set_nodelay(true)?;
+        Ok(Conn::new(stream, addr))
+    }
+}
+
+impl Conn<TlsStream> {
+    pub fn tls(addr: SocketAddr) -> io::Result<Self> {
+        Self::tls_with(addr, tls_config(None), "localhost")
+    }
+
+    /// TLS with a given client config and server name; completes the
+    /// handshake before returning.
+    pub fn tls_with(addr: SocketAddr, config: Arc<ClientConfig>, name: &str) -> io::Result<Self> {
+        let sock = TcpStream::connect_timeout(&addr, IO_TIMEOUT)?;
+        sock.set_read_timeout(Some(IO_TIMEOUT))?;
+        sock.set_write_timeout(Some(IO_TIMEOUT))?;
+        sock.set_nodelay(true)?;
+        let name = ServerName::try_from(name.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        let mut stream = StreamOwned::new(conn, sock);
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock)?;
+        }
+        Ok(Conn::new(stream, addr))
+    }
+}
+
+impl<S: Stream> Conn<S> {
+    fn new(stream: S, addr: SocketAddr) -> Self {
+        Conn {
+            stream,
+            buf: Vec::new(),
+            host: addr.to_string(),
+        }
+    }
+
+    /// The `Host` header value for this server.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn send(&mut self, raw: &[u8]) -> io::Result<()> {
+        self.stream.write_all(raw)?;
+        self.stream.flush()
+    }
+
+    fn read_more(&mut self) -> io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    fn fill_to(&mut self, len: usize) -> io::Result<()> {
+        while self.buf.len() < len {
+            if self.read_more()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("eof after {} of {len} bytes", self.buf.len()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn take_line(&mut self) -> io::Result<Vec<u8>> {
+        loop {
+            if let Some(i) = find(&self.buf, b"\r\n") {
+                let line = self.buf[..i].to_vec();
+                self.buf.drain(..i + 2);
+                return Ok(line);
+            }
+            if self.read_more()? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "eof in line"));
+            }
+        }
+    }
+
+    /// Reads a response head (status line and headers).
+    pub fn read_head(&mut self) -> io::Result<Response> {
+        let end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i;
+            }
+            if self.read_more()? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "connection closed before a response head (got {:?})",
+                        String::from_utf8_lossy(&self.buf)
+                    ),
+                ));
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+        self.buf.drain(..end + 4);
+        let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or_default().to_string();
+        let status = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad(format!("bad status line {status_line:?}")))?;
+        let reason = parts.next().unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        for line in lines {
+            let (n, v) = line
+                .split_once(':')
+                .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+        Ok(Response {
+            version,
+            status,
+            reason,
+            headers,
+            body: Vec::new(),
+        })
+    }
+
+    /// Reads one whole response; `head_request` says the request was HEAD
+    /// (so there is no body whatever the headers say).
+    pub fn read_response(&mut self, head_request: bool) -> io::Result<Response> {
+        let mut r = self.read_head()?;
+        if head_request || r.status / 100 == 1 || r.status == 204 || r.status == 304 {
+            return Ok(r);
+        }
+        let chunked = r
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        if chunked {
+            loop {
+                let line = self.take_line()?;
+                let line = String::from_utf8_lossy(&line).into_owned();
+                let size = line.split(';').next().unwrap_or("").trim();
+                let size = usize::from_str_radix(size, 16).map_err(|_| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("bad chunk {line:?}"))
+                })?;
+                if size == 0 {
+                    while !self.take_line()?.is_empty() {}
+                    break;
+                }
+                self.fill_to(size + 2)?;
+                r.body.extend_from_slice(&self.buf[..size]);
+                self.buf.drain(..size + 2);
+            }
+        } else if let Some(len) = r.header("content-length") {
+            let len: usize = len.parse().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("content-length {len:?}"),
+                )
+            })?;
+            self.fill_to(len)?;
+            r.body = self.buf.drain(..len).collect();
+        } else {
+            while self.read_more()? > 0 {}
+            r.body = std::mem::take(&mut self.buf);
+        }
+        Ok(r)
+    }
+
+    /// Sends a request and reads its response.
+    pub fn roundtrip(&mut self, raw: &[u8]) -> io::Result<Response> {
+        self.send(raw)?;
+        self.read_response(raw.starts_with(b"HEAD "))
+    }
+
+    /// `GET path` with keep-alive.
+    pub fn get(&mut self, path: &str) -> io::Result<Response> {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.roundtrip(raw.as_bytes())
+    }
+
+    /// `POST /publish` with `message`, keep-alive.
+    pub fn publish(&mut self, message: &str) -> io::Result<Response> {
+        let raw = post_form_bytes(&self.host, "/publish", &form_message(message), &[]);
+        self.roundtrip(&raw)
+    }
+
+    /// Waits up to `timeout` for the peer to close; bytes that arrive first
+    /// are kept in the buffer (see `pending`). True if it closed (EOF or
+    /// any error other than a timeout).
+    pub fn wait_closed(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let closed = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            let _ = self.stream.set_timeout(left);
+            match self.read_more() {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if is_timeout(&e) => break false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break true,
+            }
+        };
+        let _ = self.stream.set_timeout(IO_TIMEOUT);
+        closed
+    }
+
+    /// Bytes received but not consumed by a response.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Writes `raw` on a fresh connection and reads one response.
+pub fn try_request(addr: SocketAddr, raw: &[u8]) -> io::Result<Response> {
+    let mut c = Conn::plain(addr)?;
+    // The server may answer and close before reading all of a hostile
+    // request: still try to read what it said.
+    let sent = c.send(raw);
+    match c.read_response(raw.starts_with(b"HEAD ")) {
+        Ok(r) => Ok(r),
+        Err(e) => Err(match sent {
+            Err(s) => io::Error::new(s.kind(), format!("write: {s}; read: {e}")),
+            Ok(()) => e,
+        }),
+    }
+}
+
+pub fn request(addr: SocketAddr, raw: &[u8]) -> Response {
+    try_request(addr, raw).unwrap_or_else(|e| panic!("request to {addr}: {e}"))
+}
+
+pub fn get_bytes(addr: SocketAddr, path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes()
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    request(addr, &get_bytes(addr, path))
+}
+
+/// A form POST request, with `extra` headers after the standard ones.
+pub fn post_form_bytes(host: &str, path: &str, body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in extra {
+        raw.push_str(&format!("{n}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw.push_str(body);
+    raw.into_bytes()
+}
+
+pub fn try_post_form(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> io::Result<Response> {
+    try_request(addr, &post_form_bytes(&addr.to_string(), path, body, extra))
+}
+
+pub fn post_form(addr: SocketAddr, path: &str, body: &str, extra: &[(&str, &str)]) -> Response {
+    try_post_form(addr, path, body, extra).unwrap_or_else(|e| panic!("POST {path}: {e}"))
+}
+
+/// `message=<urlencoded>`.
+pub fn form_message(message: &str) -> String {
+    format!("message={}", urlencoding::encode(message))
+}
+
+// ---------------------------------------------------------------------------
+// Server-Sent Events
+// ---------------------------------------------------------------------------
+
+/// One dispatched event, as a browser's EventSource would see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The last event ID at dispatch time (browsers carry it over).
+    pub id: Option<String>,
+    /// Whether this event's own block had an `id:` field.
+    pub own_id: bool,
+    /// `event:` field; `None` means the default type "message".
+    pub event: Option<String>,
+    pub data: String,
+}
+
+/// A `GET /listen` stream, parsed per the HTML standard's SSE rules.
+pub struct SseClient<S: Stream> {
+    pub conn: Conn<S>,
+    pub response: Response,
+    /// Last `retry:` value seen.
+    pub retry: Option<u64>,
+    /// Comment lines, without the leading ':'.
+    pub comments: Vec<String>,
+    pub closed: bool,
+    queue: VecDeque<Event>,
+    line: Vec<u8>,
+    after_cr: bool,
+    // Event block being built.
+    data: String,
+    has_data: bool,
+    event: Option<String>,
+    own_id: bool,
+    last_id: Option<String>,
+}
+
+impl<S: Stream> SseClient<S> {
+    /// Sends `GET path`, checks the 200 and content type, and waits (up to
+    /// 3 s) for the `retry:` line so the listener is surely registered.
+    pub fn open(mut conn: Conn<S>, path: &str, extra: &[(&str, &str)]) -> io::Result<Self> {
+        let mut raw = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n",
+            conn.host
+        );
+        for (n, v) in extra {
+            raw.push_str(&format!("{n}: {v}\r\n"));
+        }
+        raw.push_str("\r\n");
+        conn.send(raw.as_bytes())?;
+        let response = conn.read_head()?;
+        let bad = |m: String| Err(io::Error::new(io::ErrorKind::InvalidData, m));
+        if response.status != 200 {
+            return bad(format!(
+                "GET {path}: status {}: {response:?}",
+                response.status
+            ));
+        }
+        if !response
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("text/event-stream"))
+        {
+            return bad(format!("GET {path}: not an event stream: {response:?}"));
+        }
+        let mut sse = SseClient {
+            conn,
+            response,
+            retry: None,
+            comments: Vec::new(),
+            closed: false,
+            queue: VecDeque::new(),
+            line: Vec::new(),
+            after_cr: false,
+            data: String::new(),
+            has_data: false,
+            event: None,
+            own_id: false,
+            last_id: None,
+        };
+        sse.wait_until(Duration::from_secs(3), |s| s.retry.is_some());
+        Ok(sse)
+    }
+
+    /// Parses what is buffered, then reads until `done` or the timeout.
+    /// Returns whether `done` held.
+    pub fn wait_until(&mut self, timeout: Duration, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.parse_buffered();
+            if done(self) {
+                return true;
+            }
+            if self.closed {
+                return false;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = self.conn.stream.set_timeout(left);
+            match self.conn.read_more() {
+                Ok(0) => self.closed = true,
+                Ok(_) => {}
+                Err(e) if is_timeout(&e) => return done(self),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.closed = true,
+            }
+        }
+    }
+
+    /// Next event of any type, `presence` included.
+    pub fn next_any_event(&mut self, timeout: Duration) -> Option<Event> {
+        self.wait_until(timeout, |s| !s.queue.is_empty());
+        self.queue.pop_front()
+    }
+
+    /// Next event that is not `presence`.
+    pub fn next_event(&mut self, timeout: Duration) -> Option<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = self.next_any_event(left)?;
+            if e.event.as_deref() != Some("presence") {
+                return Some(e);
+            }
+        }
+    }
+
+    /// Next non-presence event, or a panic naming what was expected.
+    pub fn expect_event(&mut self, what: &str) -> Event {
+        match self.next_event(IO_TIMEOUT) {
+            Some(e) => e,
+            None => panic!(
+                "no event ({what}) within {IO_TIMEOUT:?}; closed: {}, comments: {:?}",
+                self.closed, self.comments
+            ),
+        }
+    }
+
+    fn parse_buffered(&mut self) {
+        let bytes = std::mem::take(&mut self.conn.buf);
+        for b in bytes {
+            if self.after_cr {
+                self.after_cr = false;
+                if b == b'\n' {
+                    continue;
+                }
+            }
+            match b {
+                b'\n' => self.end_line(),
+                b'\r' => {
+                    self.after_cr = true;
+                    self.end_line();
+                }
+                _ => self.line.push(b),
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let raw = std::mem::take(&mut self.line);
+        let line = String::from_utf8(raw)
+            .unwrap_or_else(|e| panic!("event stream line is not UTF-8: {e}"));
+        if line.is_empty() {
+            self.dispatch();
+            return;
+        }
+        if let Some(comment) = line.strip_prefix(':') {
+            self.comments.push(comment.to_string());
+            return;
+        }
+        let (field, value) = match line.split_once(':') {
+            Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+            None => (line.as_str(), ""),
+        };
+        match field {
+            "data" => {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value);
+                self.has_data = true;
+            }
+            "event" => self.event = Some(value.to_string()),
+            "id" if !value.contains('\0') => {
+                self.last_id = Some(value.to_string());
+                self.own_id = true;
+            }
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.retry = value.parse().ok();
+            }
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self) {
+        let event = self.event.take();
+        let own_id = std::mem::take(&mut self.own_id);
+        if !std::mem::take(&mut self.has_data) {
+            self.data.clear();
+            return;
+        }
+        let data = std::mem::take(&mut self.data);
+        self.queue.push_back(Event {
+            id: self.last_id.clone(),
+            own_id,
+            event: event.filter(|e| !e.is_empty()),
+            data,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// TLS
+// ---------------------------------------------------------------------------
+
+/// Accepts any certificate (the node's is self-signed), but still checks
+/// the handshake signatures.
+#[derive(Debug)]
+struct AcceptAnyCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client config that trusts any certificate; `versions` None means the
+/// safe defaults (TLS 1.2 and 1.3).
+pub fn tls_config(
+    versions: Option<&[&'static rustls::SupportedProtocolVersion]>,
+) -> Arc<ClientConfig> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider));
+    let builder = match versions {
+        Some(v) => builder.with_protocol_versions(v),
+        None => builder.with_safe_default_protocol_versions(),
+    }
+    .expect("protocol versions");
+    Arc::new(
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth(),
+    )
+}
+
+/// Writes `raw` over a fresh TLS connection and reads one response.
+pub fn tls_request(addr: SocketAddr, raw: &[u8]) -> io::Result<Response> {
+    let mut c = Conn::tls(addr)?;
+    c.roundtrip(raw)
+}
