@@ -42,15 +42,6 @@ fn run() -> Result<(), String> {
         (Some(cert), Some(key)) => tls::load(cert, key)?,
         _ => tls::self_signed()?,
     };
-    info!(
-        "tls certificate sha256 {} ({})",
-        identity.fingerprint,
-        if opts.cert.is_some() {
-            "from --cert"
-        } else {
-            "self-signed, made at start"
-        }
-    );
     let name = opts.name.clone();
     let cluster = match &opts.config {
         None => None,
@@ -60,7 +51,18 @@ fn run() -> Result<(), String> {
             Some(cluster::config::parse(&shown, &text, &name)?)
         }
     };
+    let from_file = opts.cert.is_some();
     let mut server = Server::new(opts, identity.config, cluster)?;
+    info!(
+        "tls certificate sha256 {} ({})",
+        identity.fingerprint,
+        if from_file {
+            "from --cert"
+        } else {
+            "self-signed, made at start"
+        }
+    );
+
     let mut out = std::io::stdout().lock();
     for (addr, secure) in &server.addrs {
         let scheme = if *secure { "https" } else { "http" };
