@@ -7,6 +7,7 @@ pub mod assets;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod health;
 pub mod http;
 pub mod log;
 pub mod output;

@@ -126,7 +126,7 @@ pub fn parse_id(id: &str) -> Option<((Tag, u64), Clock)> {
             return None;
         }
         let seq = u64::from_str_radix(seq, 36).ok()?;
-        if clock.get(tag) != 0 {
+        if clock.entries().iter().any(|e| e.0 == tag) {
             return None;
         }
         clock.set(tag, seq);
@@ -187,7 +187,7 @@ impl Room {
     /// Publishes a message from this node. `now_micros` is the wall clock;
     /// the sequence is above both it and every earlier one of ours.
     pub fn publish(&mut self, text: &str, now_micros: u64) -> Rc<Entry> {
-        let seq = now_micros.max(self.clock.get(self.tag) + 1);
+        let seq = now_micros.max(self.clock.get(self.tag).saturating_add(1));
         let entry = self.append(self.tag, seq, text.into());
         self.peer_outbox.push(entry.clone());
         entry
@@ -312,6 +312,16 @@ mod tests {
         ] {
             assert!(parse_id(bad).is_none(), "{bad}");
         }
+    }
+
+    /// Regression: a peer could send our own tag with u64::MAX and make the
+    /// next local publish overflow (found by reading, confirmed by a fuzz helper).
+    #[test]
+    fn sequence_at_u64_max_does_not_overflow() {
+        let mut r = Room::new("n", 8);
+        r.accept(r.tag, u64::MAX, "x".into());
+        r.publish("y", 1);
+        assert!(parse_id("1b16b1df.0-1b16b1df.5").is_none());
     }
 
     #[test]

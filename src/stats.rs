@@ -13,6 +13,12 @@ pub struct Stats {
     pub peer_links_up: u64,
     pub peer_refused: u64,
     pub peer_protocol_errors: u64,
+    pub peer_reconnects: u64,
+    pub bytes_out: u64,
+    /// Open connections now (gauges, kept by the reactor).
+    pub open_plain: u64,
+    pub open_tls: u64,
+    pub open_peers: u64,
     /// Responses by status class: 1xx … 5xx.
     pub status_classes: [u64; 5],
 }

@@ -26,6 +26,8 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many lines of the node's stderr are kept for panic messages.
 const STDERR_LINES: usize = 60;
+/// How many stderr lines are kept in full for `Node::log_lines`.
+const LOG_LINES: usize = 20_000;
 
 const BIN: &str = env!("CARGO_BIN_EXE_watercooler");
 
@@ -39,6 +41,10 @@ pub struct Node {
     http: SocketAddr,
     https: SocketAddr,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    /// Every stderr line (up to `LOG_LINES`), for `wait_log` and friends.
+    log: Arc<Mutex<Vec<String>>>,
+    /// The arguments it was started with (for `restart`).
+    args: Vec<String>,
 }
 
 impl Node {
@@ -58,10 +64,18 @@ impl Node {
 
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
         let tail = Arc::clone(&stderr);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let all = Arc::clone(&log);
         let err_pipe = child.stderr.take().expect("stderr piped");
         thread::spawn(move || {
             for line in BufReader::new(err_pipe).lines() {
                 let Ok(line) = line else { break };
+                {
+                    let mut all = all.lock().unwrap();
+                    if all.len() < LOG_LINES {
+                        all.push(line.clone());
+                    }
+                }
                 let mut tail = tail.lock().unwrap();
                 if tail.len() == STDERR_LINES {
                     tail.pop_front();
@@ -85,6 +99,8 @@ impl Node {
             http: "0.0.0.0:0".parse().unwrap(),
             https: "0.0.0.0:0".parse().unwrap(),
             stderr,
+            log,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         let (mut http, mut https) = (None, None);
         let deadline = Instant::now() + START_TIMEOUT;
@@ -894,4 +910,290 @@ pub fn tls_config(
 pub fn tls_request(addr: SocketAddr, raw: &[u8]) -> io::Result<Response> {
     let mut c = Conn::tls(addr)?;
     c.roundtrip(raw)
+}
+
+// ---------------------------------------------------------------------------
+// Clusters
+// ---------------------------------------------------------------------------
+
+/// Cluster ports are picked below Linux's default ephemeral range
+/// (32768–60999), so an outgoing connection of another test can't take one
+/// between the check below and the node binding it; ports handed out are
+/// remembered so two tests of one process never get the same one.
+const CLUSTER_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+static PORTS_GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// A port on 127.0.0.1 that was free a moment ago and that no other test of
+/// this process has been given.
+pub fn free_port() -> u16 {
+    let mut given = PORTS_GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let span = (CLUSTER_PORTS.end - CLUSTER_PORTS.start) as u64;
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(0);
+    for i in 0..span {
+        let port = CLUSTER_PORTS.start + ((seed + i * 101) % span) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    // Fall back to what the kernel hands out.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = l.local_addr().unwrap().port();
+    given.push(port);
+    port
+}
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("watercooler-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {dir:?}: {e}"));
+        TempDir(dir)
+    }
+
+    /// Writes `file` in the directory and returns its path as a string.
+    pub fn write(&self, file: &str, text: &str) -> String {
+        let path = self.0.join(file);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {path:?}: {e}"));
+        path.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One member of a test cluster: `name@127.0.0.1` and its cluster port.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub name: String,
+    pub port: u16,
+}
+
+impl Member {
+    /// `short@127.0.0.1` on a fresh free port.
+    pub fn new(short: &str) -> Member {
+        Member {
+            name: format!("{short}@127.0.0.1"),
+            port: free_port(),
+        }
+    }
+
+    pub fn entry(&self) -> String {
+        format!("{}:{}", self.name, self.port)
+    }
+
+    pub fn cluster_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+/// The text of a sys.conf listing `members`.
+pub fn conf_text(members: &[&Member], sync_ms: u64, cookie: &str) -> String {
+    let nodes: Vec<String> = members.iter().map(|m| m.entry()).collect();
+    format!(
+        "# written by the cluster tests\nnodes = {}\nsync_nodes_timeout = {sync_ms}\ncookie = {cookie}\n",
+        nodes.join(", ")
+    )
+}
+
+/// What `GET /cluster` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub node: String,
+    pub nodes: Vec<String>,
+    pub listeners: u64,
+    pub local_listeners: u64,
+    pub raw: String,
+}
+
+impl ClusterInfo {
+    /// Parses the flat JSON of `GET /cluster` (strings without escapes:
+    /// test node names are plain).
+    pub fn parse(raw: &str) -> Option<ClusterInfo> {
+        let string_after = |key: &str| -> Option<String> {
+            let at = raw.find(&format!("\"{key}\":\""))? + key.len() + 4;
+            let end = raw[at..].find('"')?;
+            Some(raw[at..at + end].to_string())
+        };
+        let number_after = |key: &str| -> Option<u64> {
+            let at = raw.find(&format!("\"{key}\":"))? + key.len() + 3;
+            let digits: String = raw[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            digits.parse().ok()
+        };
+        let at = raw.find("\"nodes\":[")? + "\"nodes\":[".len();
+        let end = raw[at..].find(']')?;
+        let nodes = raw[at..at + end]
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        Some(ClusterInfo {
+            node: string_after("node")?,
+            nodes,
+            listeners: number_after("listeners")?,
+            local_listeners: number_after("local_listeners")?,
+            raw: raw.to_string(),
+        })
+    }
+
+    /// The linked peers, sorted.
+    pub fn peers(&self) -> Vec<String> {
+        let mut p: Vec<String> = self.nodes.iter().skip(1).cloned().collect();
+        p.sort();
+        p
+    }
+}
+
+impl Node {
+    /// Starts cluster member `name` with the sys.conf at `conf`, plus `extra`.
+    pub fn start_member(name: &str, conf: &str, extra: &[&str]) -> Node {
+        let mut args = vec!["--name", name, "--config", conf];
+        args.extend_from_slice(extra);
+        Node::start(&args)
+    }
+
+    /// SIGKILL and reap, leaving the `Node` to be `restart`ed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills this node (SIGKILL) if it still runs and starts it again with
+    /// the same arguments; the ports given as 0 are new ones.
+    pub fn restart(&mut self) {
+        self.kill();
+        let args: Vec<String> = self.args.clone();
+        let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+        *self = Node::start(&refs);
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGSTOP`) to the node's PID.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the PID of our own, not yet reaped, child.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
+    }
+
+    /// `GET /cluster` once (it may be queued until the node serves HTTP).
+    pub fn try_cluster_info(&self) -> io::Result<ClusterInfo> {
+        let r = try_request(self.http, &get_bytes(self.http, "/cluster"))?;
+        if r.status != 200 {
+            return Err(io::Error::other(format!("GET /cluster: {r:?}")));
+        }
+        ClusterInfo::parse(&r.text())
+            .ok_or_else(|| io::Error::other(format!("GET /cluster: bad JSON {:?}", r.text())))
+    }
+
+    pub fn cluster_info(&self) -> ClusterInfo {
+        self.try_cluster_info()
+            .unwrap_or_else(|e| self.fail("GET /cluster", e))
+    }
+
+    /// Polls `GET /cluster` until `done` holds; panics with `what`, the last
+    /// answer and the node's stderr at the timeout.
+    pub fn wait_cluster(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&ClusterInfo) -> bool,
+    ) -> ClusterInfo {
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            match self.try_cluster_info() {
+                Ok(info) if done(&info) => return info,
+                Ok(info) => last = info.raw,
+                Err(e) => last = e.to_string(),
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("{what} within {timeout:?}"), last);
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until `/cluster` lists exactly `peers` (any order) as linked.
+    pub fn wait_peers(&self, peers: &[&Member], timeout: Duration) -> ClusterInfo {
+        let mut want: Vec<String> = peers.iter().map(|m| m.name.clone()).collect();
+        want.sort();
+        self.wait_cluster(&format!("peers {want:?}"), timeout, |i| i.peers() == want)
+    }
+
+    /// Every stderr line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// How many stderr lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until a stderr line satisfies `pred`; returns it.
+    pub fn wait_log_match(
+        &self,
+        timeout: Duration,
+        mut pred: impl FnMut(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| pred(l)) {
+                return Some(l.clone());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until a stderr line contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        self.wait_log_match(timeout, |l| l.contains(needle))
+            .is_some()
+    }
+}
+
+impl<S: Stream> SseClient<S> {
+    /// Collects non-presence events until `n` have come or `timeout` passes.
+    pub fn collect(&mut self, n: usize, timeout: Duration) -> Vec<Event> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.next_event(left) {
+                Some(e) => got.push(e),
+                None => break,
+            }
+        }
+        got
+    }
 }

@@ -1,0 +1,247 @@
+//! What the node says about itself: `GET /healthz` (a small JSON body, 200
+//! while serving, 503 while starting or draining) and `GET /metrics`
+//! (Prometheus text exposition format 0.0.4, written by hand: it is a few
+//! lines of text). Both are built from the counters in `Stats`, the presence
+//! and the process's own `/proc/self` figures.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::presence::{json_string, Presence};
+use crate::stats::Stats;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the cluster at start (`sync_nodes_timeout`).
+    Starting,
+    Serving,
+    /// A shutdown signal came: finishing what is in flight.
+    Draining,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Serving => "serving",
+            Phase::Draining => "draining",
+        }
+    }
+}
+
+/// Everything the two endpoints report.
+pub struct Snapshot<'a> {
+    pub phase: Phase,
+    pub uptime: Duration,
+    pub presence: &'a Presence,
+    pub local_listeners: usize,
+    pub stats: &'a Stats,
+    pub history: usize,
+}
+
+/// The `/healthz` status and body.
+pub fn healthz(s: &Snapshot) -> (u16, String) {
+    let status = if s.phase == Phase::Serving { 200 } else { 503 };
+    let peers: Vec<String> = s.presence.peers.iter().map(|p| json_string(&p.0)).collect();
+    let body = format!(
+        "{{\"status\":\"{}\",\"node\":{},\"uptime_seconds\":{},\"peers\":[{}],\"listeners\":{}}}\n",
+        s.phase.name(),
+        json_string(&s.presence.node),
+        s.uptime.as_secs(),
+        peers.join(","),
+        s.local_listeners
+    );
+    (status, body)
+}
+
+/// The `/metrics` body.
+pub fn metrics(s: &Snapshot) -> String {
+    let st = s.stats;
+    let mut m = Metrics(String::with_capacity(4096));
+    m.gauge(
+        "watercooler_connections",
+        "Open connections by kind.",
+        &[
+            ("kind=\"http\"", st.open_plain as f64),
+            ("kind=\"https\"", st.open_tls as f64),
+            ("kind=\"sse\"", s.local_listeners as f64),
+            ("kind=\"peer\"", st.open_peers as f64),
+        ],
+    );
+    m.gauge(
+        "watercooler_listeners",
+        "SSE listeners on this node.",
+        &[("", s.local_listeners as f64)],
+    );
+    m.gauge(
+        "watercooler_cluster_listeners",
+        "SSE listeners across the linked cluster.",
+        &[("", s.presence.total_listeners() as f64)],
+    );
+    m.counter(
+        "watercooler_messages_published_total",
+        "Messages accepted into the room, by origin.",
+        &[
+            ("origin=\"local\"", st.published_local as f64),
+            ("origin=\"remote\"", st.published_remote as f64),
+        ],
+    );
+    m.counter(
+        "watercooler_deliveries_total",
+        "SSE frames queued to listeners (messages, heartbeats, presence).",
+        &[("", st.deliveries as f64)],
+    );
+    m.counter(
+        "watercooler_bytes_out_total",
+        "Bytes written to sockets (after TLS, for plain; plaintext for TLS).",
+        &[("", st.bytes_out as f64)],
+    );
+    m.counter(
+        "watercooler_slow_listeners_evicted_total",
+        "Listeners closed for falling too far behind.",
+        &[("", st.evicted as f64)],
+    );
+    let classes = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+    let by_class: Vec<(String, f64)> = classes
+        .iter()
+        .zip(st.status_classes.iter())
+        .map(|(c, n)| (format!("class=\"{c}\""), *n as f64))
+        .collect();
+    let by_class: Vec<(&str, f64)> = by_class.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+    m.counter(
+        "watercooler_requests_total",
+        "HTTP responses by status class.",
+        &by_class,
+    );
+    m.counter(
+        "watercooler_connections_accepted_total",
+        "Connections accepted on the HTTP ports.",
+        &[("", st.accepted as f64)],
+    );
+    m.counter(
+        "watercooler_connections_refused_total",
+        "Connections refused at the connection limit.",
+        &[("", st.refused_full as f64)],
+    );
+    m.gauge(
+        "watercooler_peer_links_up",
+        "Peer links with a finished handshake.",
+        &[("", s.presence.peers.len() as f64)],
+    );
+    m.counter(
+        "watercooler_peer_reconnects_total",
+        "Peer links established again after one was lost.",
+        &[("", st.peer_reconnects as f64)],
+    );
+    m.counter(
+        "watercooler_peer_links_refused_total",
+        "Peer links refused for a wrong cookie.",
+        &[("", st.peer_refused as f64)],
+    );
+    m.gauge(
+        "watercooler_history_messages",
+        "Messages held for resume and replay.",
+        &[("", s.history as f64)],
+    );
+    m.gauge(
+        "watercooler_uptime_seconds",
+        "Seconds since the node started.",
+        &[("", s.uptime.as_secs_f64())],
+    );
+    if let Some(rss) = proc_rss_bytes() {
+        m.gauge(
+            "watercooler_process_resident_memory_bytes",
+            "Resident set size of the process.",
+            &[("", rss as f64)],
+        );
+    }
+    if let Some(fds) = proc_open_fds() {
+        m.gauge(
+            "watercooler_process_open_fds",
+            "Open file descriptors of the process.",
+            &[("", fds as f64)],
+        );
+    }
+    m.0
+}
+
+struct Metrics(String);
+
+impl Metrics {
+    fn family(&mut self, name: &str, help: &str, kind: &str, samples: &[(&str, f64)]) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            if labels.is_empty() {
+                let _ = writeln!(self.0, "{name} {value}");
+            } else {
+                let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+            }
+        }
+    }
+    fn gauge(&mut self, name: &str, help: &str, samples: &[(&str, f64)]) {
+        self.family(name, help, "gauge", samples);
+    }
+    fn counter(&mut self, name: &str, help: &str, samples: &[(&str, f64)]) {
+        self.family(name, help, "counter", samples);
+    }
+}
+
+/// VmRSS from `/proc/self/status`, in bytes.
+pub fn proc_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+pub fn proc_open_fds() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let presence = Presence {
+            node: "n".into(),
+            peers: vec![("p".into(), 2)],
+            listeners: 1,
+        };
+        let stats = Stats {
+            published_local: 3,
+            ..Stats::default()
+        };
+        let s = Snapshot {
+            phase: Phase::Serving,
+            uptime: Duration::from_secs(5),
+            presence: &presence,
+            local_listeners: 1,
+            stats: &stats,
+            history: 3,
+        };
+        let text = metrics(&s);
+        assert!(text.contains("watercooler_messages_published_total{origin=\"local\"} 3\n"));
+        assert!(text.contains(
+            "# TYPE watercooler_cluster_listeners gauge\nwatercooler_cluster_listeners 3\n"
+        ));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("watercooler_"), "{line}");
+            value.parse::<f64>().unwrap();
+        }
+        let (code, body) = healthz(&s);
+        assert_eq!(code, 200);
+        assert!(
+            body.starts_with("{\"status\":\"serving\",\"node\":\"n\""),
+            "{body}"
+        );
+        let draining = Snapshot {
+            phase: Phase::Draining,
+            ..s
+        };
+        assert_eq!(healthz(&draining).0, 503);
+    }
+}
