@@ -27,7 +27,9 @@ usage: watercooler [options]
   --heartbeat-ms N         SSE heartbeat when a stream is idle (default 15000)
   --request-timeout-ms N   time for a request head to arrive (default 10000)
   --idle-timeout-ms N      keep-alive idle time before closing (default 60000)
+  --drain-ms N             on SIGTERM/SIGINT, time to finish before exiting (default 5000)
   --log LEVEL              error | warn | info | debug (default info)
+  --log-format FORMAT      text | json (default text)
   --help                   this text
   --version                the version
 ";
@@ -48,6 +50,8 @@ pub struct Options {
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub log_level: Level,
+    pub log_json: bool,
+    pub drain: Duration,
 }
 
 /// What the command line asks for: run a node, or print something and exit.
@@ -82,6 +86,8 @@ impl Options {
             request_timeout: Duration::from_millis(10_000),
             idle_timeout: Duration::from_millis(60_000),
             log_level: Level::Info,
+            log_json: false,
+            drain: Duration::from_millis(5000),
         })
     }
 }
@@ -137,6 +143,14 @@ pub fn parse(
             Long("heartbeat-ms") => o.heartbeat = millis(&flag, &value(&mut parser)?)?,
             Long("request-timeout-ms") => o.request_timeout = millis(&flag, &value(&mut parser)?)?,
             Long("idle-timeout-ms") => o.idle_timeout = millis(&flag, &value(&mut parser)?)?,
+            Long("drain-ms") => o.drain = millis(&flag, &value(&mut parser)?)?,
+            Long("log-format") => {
+                o.log_json = match value(&mut parser)?.as_str() {
+                    "text" => false,
+                    "json" => true,
+                    v => return Err(format!("--log-format: expected text|json, got {v:?}")),
+                }
+            }
             Long("log") => {
                 let v = value(&mut parser)?;
                 o.log_level = Level::parse(&v)

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
+use crate::health::{self, Phase};
 use crate::http::body::decode_chunked;
 use crate::http::response::{write_head, DateCache};
 use crate::http::{parse_head, BodyKind, HeadLimits, Method, Request};
@@ -73,6 +74,10 @@ pub struct Client {
     over_soft: Option<Instant>,
     /// Our side is shut down; waiting for the client's end (lingering close).
     shut: bool,
+    /// A complete request waits for the node to start serving.
+    pub held: bool,
+    /// A stream to end once its output is written (shutdown).
+    ending: bool,
     last_status: u16,
 }
 
@@ -92,6 +97,8 @@ pub struct Ctx<'a> {
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub retry_ms: u64,
+    pub phase: Phase,
+    pub started: Instant,
 }
 
 impl Client {
@@ -108,6 +115,8 @@ impl Client {
             writable: false,
             over_soft: None,
             shut: false,
+            held: false,
+            ending: false,
             last_status: 0,
         }
     }
@@ -138,7 +147,10 @@ impl Client {
 
     /// Writes what is queued; after a `WouldBlock` asks for WRITABLE.
     pub fn flush(&mut self, cx: &mut Ctx) -> Step {
-        match self.transport.write(&mut self.stream, &mut self.output) {
+        let before = self.output.len();
+        let result = self.transport.write(&mut self.stream, &mut self.output);
+        cx.stats.bytes_out += (before - self.output.len()) as u64;
+        match result {
             Ok(done) => {
                 if done && self.paused {
                     self.paused = false;
@@ -155,9 +167,35 @@ impl Client {
         }
     }
 
+    /// The node started serving: answer the requests held until now.
+    pub fn resume(&mut self, cx: &mut Ctx) -> Step {
+        self.held = false;
+        self.process(cx);
+        self.flush_and_settle(cx)
+    }
+
+    /// Shutdown: end a stream once what is queued for it is written (the
+    /// caller queues a last `retry:` hint first); close an idle keep-alive
+    /// connection now; let a request in progress finish (without keep-alive).
+    pub fn drain(&mut self, cx: &mut Ctx) -> Step {
+        match self.state {
+            State::Stream { .. } => self.ending = true,
+            State::Head { since: None } if self.input.is_empty() && self.output.is_empty() => {
+                return Step::Close
+            }
+            _ => {}
+        }
+        self.flush_and_settle(cx)
+    }
+
     /// After handling: close if done, derive interest, arm the deadline.
     fn settle(&mut self, cx: &mut Ctx) -> Step {
         let mut pending = !self.output.is_empty() || self.transport.wants_write();
+        if self.ending && !pending {
+            self.transport.close_notify();
+            let _ = self.transport.write(&mut self.stream, &mut self.output);
+            return Step::Close;
+        }
         if matches!(self.state, State::Closing) && !pending && !self.shut {
             // Lingering close: shut our side, then read until the client's
             // end, so unread request bytes don't turn our answer into a reset.
@@ -349,6 +387,13 @@ impl Client {
                             return;
                         }
                     };
+                    if cx.phase == Phase::Starting && !routes::answered_while_starting(&req.path) {
+                        // Held until the node serves (it waits for its cluster
+                        // first); the reactor calls `resume` then.
+                        self.state = State::Head { since: None };
+                        self.held = true;
+                        return;
+                    }
                     self.input.drain(..req.head_len);
                     if req.method == Method::Post && req.body == BodyKind::None {
                         self.answer(
@@ -436,7 +481,7 @@ impl Client {
 
     /// Runs one complete request; returns the next state.
     fn handle(&mut self, req: &Request, body: &[u8], since: Instant, cx: &mut Ctx) -> State {
-        let keep = if req.keep_alive {
+        let keep = if req.keep_alive && cx.phase != Phase::Draining {
             State::Head { since: None }
         } else {
             State::Closing
@@ -460,6 +505,33 @@ impl Client {
             Route::Cluster => {
                 let resp = Response::new(200, "application/json", cx.presence.json());
                 self.answer(req, resp, since, cx);
+                keep
+            }
+            Route::Health | Route::Metrics => {
+                let snap = health::Snapshot {
+                    phase: cx.phase,
+                    uptime: cx.now.saturating_duration_since(cx.started),
+                    presence: cx.presence,
+                    local_listeners: cx.listeners.len(),
+                    stats: cx.stats,
+                    history: cx.room.len(),
+                };
+                let resp = if req.path == "/healthz" {
+                    let (status, body) = health::healthz(&snap);
+                    Response::new(status, "application/json", body)
+                } else {
+                    Response::new(
+                        200,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        health::metrics(&snap),
+                    )
+                };
+                self.answer(
+                    req,
+                    resp.with_header("cache-control", "no-store"),
+                    since,
+                    cx,
+                );
                 keep
             }
             Route::Listen(last_id) => self.open_stream(req, last_id, since, cx),
@@ -516,7 +588,9 @@ impl Client {
     fn answer(&mut self, req: &Request, resp: Response, since: Instant, cx: &mut Ctx) {
         let head_only = req.method == Method::Head || resp.status == 304;
         // After bad input the connection is not trusted further.
-        let keep = req.keep_alive && (resp.status < 400 || resp.status == 404);
+        let keep = req.keep_alive
+            && cx.phase != Phase::Draining
+            && (resp.status < 400 || resp.status == 404);
         let n = self.queue_response(resp, head_only, keep, cx);
         self.log_line(
             &req.method_name,

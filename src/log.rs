@@ -4,7 +4,7 @@
 //! per request, so a global level and a locked stderr are all it needs.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,6 +37,12 @@ impl Level {
 }
 
 static THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
+static JSON: AtomicBool = AtomicBool::new(false);
+
+/// One JSON object per line (`ts`, `level`, `msg`) instead of text.
+pub fn set_json(json: bool) {
+    JSON.store(json, Ordering::Relaxed);
+}
 
 pub fn set_level(level: Level) {
     THRESHOLD.store(level as u8, Ordering::Relaxed);
@@ -56,6 +62,16 @@ pub fn write(level: Level, args: std::fmt::Arguments) {
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let ms = now.subsec_millis();
     let mut err = std::io::stderr().lock();
+    if JSON.load(Ordering::Relaxed) {
+        let msg = crate::presence::json_string(&args.to_string());
+        let _ = writeln!(
+            err,
+            "{{\"ts\":{}.{ms:03},\"level\":\"{}\",\"msg\":{msg}}}",
+            now.as_secs(),
+            level.name().to_ascii_lowercase()
+        );
+        return;
+    }
     let _ = writeln!(
         err,
         "{h:02}:{m:02}:{s:02}.{ms:03} {:5} {args}",

@@ -37,6 +37,7 @@ fn run() -> Result<(), String> {
         Command::Run(opts) => *opts,
     };
     log::set_level(opts.log_level);
+    log::set_json(opts.log_json);
     raise_fd_limit();
     let identity = match (&opts.cert, &opts.key) {
         (Some(cert), Some(key)) => tls::load(cert, key)?,

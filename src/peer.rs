@@ -201,8 +201,19 @@ impl PeerLink {
         self.flush_and_settle(cx)
     }
 
-    fn log_close(&self, why: &str) {
+    /// Shutdown: say `Leave`, then close once it is written.
+    pub fn leave(&mut self, cx: &mut PeerCtx) -> Step {
         if self.is_up() {
+            self.send(&Frame::Leave);
+        }
+        self.closing = true;
+        self.flush_and_settle(cx)
+    }
+
+    fn log_close(&self, why: &str) {
+        if self.left {
+            info!("{} left the cluster", self.who());
+        } else if self.is_up() {
             warn!("link to {} down: {why}", self.who());
         } else {
             info!("link with {} closed: {why}", self.who());
@@ -441,7 +452,9 @@ impl PeerLink {
     /// The handshake is done: say what we have, whom we know, and start pinging.
     fn up(&mut self, cx: &mut PeerCtx) {
         let name = self.name.clone().unwrap_or_default();
-        cx.members.link_up(&name, cx.token.0 as u64);
+        if cx.members.link_up(&name, cx.token.0 as u64) {
+            cx.stats.peer_reconnects += 1;
+        }
         self.phase = Phase::Up;
         info!(
             "link up with {} ({})",

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use rustls::{ServerConfig, ServerConnection};
+use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::assets::Assets;
@@ -23,6 +24,7 @@ use crate::client::{Client, Ctx, State, Step};
 use crate::cluster::config::ClusterConfig;
 use crate::cluster::members::Members;
 use crate::cluster::wire::{self, Frame};
+use crate::health::Phase;
 use crate::http::response::DateCache;
 use crate::output::Output;
 use crate::peer::{nodes_frame, PeerCtx, PeerLink};
@@ -35,6 +37,10 @@ use crate::timer::Timers;
 use crate::transport::Transport;
 use crate::{debug, info, warn};
 
+/// The token of the signal source (slab keys never reach it).
+const SIGNALS: Token = Token(usize::MAX);
+/// The reconnect delay hinted to browsers when the node shuts down.
+const DRAIN_RETRY_MS: u64 = 1000;
 /// How long accepting pauses when the process is out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 /// Presence is broadcast at most this often.
@@ -96,8 +102,11 @@ pub struct Server {
     pub cluster_addr: Option<SocketAddr>,
     cluster: Option<Cluster>,
     members: Members,
-    /// HTTP is served (after the start-up sync with the cluster).
-    serving: bool,
+    /// Starting (waiting for the cluster), serving, or draining for shutdown.
+    phase: Phase,
+    started: Instant,
+    drain_until: Option<Instant>,
+    signals: Signals,
     /// Peers or counts changed: rebuild presence, tell browsers and peers.
     presence_changed: bool,
     /// Local listener count last told to the peers.
@@ -171,11 +180,10 @@ impl Server {
             })?;
             let local = listener.local_addr().map_err(|e| e.to_string())?;
             let entry = sockets.vacant_entry();
-            // HTTP listeners are registered once the start-up sync is over.
+            poll.registry()
+                .register(&mut listener, token(entry.key(), 0), Interest::READABLE)
+                .map_err(|e| format!("register: {e}"))?;
             if kind == Port::Cluster {
-                poll.registry()
-                    .register(&mut listener, token(entry.key(), 0), Interest::READABLE)
-                    .map_err(|e| format!("register: {e}"))?;
                 cluster_addr = Some(local);
             } else {
                 addrs.push((local, kind == Port::Https));
@@ -188,6 +196,11 @@ impl Server {
                 },
             });
         }
+        let mut signals =
+            Signals::new([libc::SIGTERM, libc::SIGINT]).map_err(|e| format!("signals: {e}"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| format!("register signals: {e}"))?;
         let mut heartbeat = Vec::new();
         sse::comment(&mut heartbeat, "heartbeat");
         let presence = Presence {
@@ -218,7 +231,10 @@ impl Server {
             cluster_addr,
             cluster,
             members,
-            serving: false,
+            phase: Phase::Starting,
+            started: now,
+            drain_until: None,
+            signals,
             presence_changed: false,
             told_peers: 0,
             more_to_read: Vec::new(),
@@ -226,12 +242,16 @@ impl Server {
         })
     }
 
-    /// Runs until a fatal poll error (none is expected).
+    /// Runs until shut down by a signal (after draining), or a fatal poll
+    /// error (none is expected).
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            self.start_serving_when_synced(now)?;
+            self.start_serving_when_synced(now);
+            if self.drained(now) {
+                return Ok(());
+            }
             let timeout = if self.more_to_read.is_empty() {
                 self.next_deadline()
                     .map(|d| d.saturating_duration_since(now))
@@ -245,6 +265,12 @@ impl Server {
             }
             let now = Instant::now();
             for event in events.iter() {
+                if event.token() == SIGNALS {
+                    if self.on_signal(now) {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 let readable = event.is_readable() || event.is_read_closed() || event.is_error();
                 self.dispatch(event.token(), readable, event.is_writable(), now);
             }
@@ -259,29 +285,18 @@ impl Server {
         }
     }
 
-    /// HTTP listeners start accepting once every listed node has linked and
-    /// sent its replay, or `sync_nodes_timeout` has passed (the tutorial's
-    /// `sync_nodes_timeout`): a node restarting fills its history first.
-    fn start_serving_when_synced(&mut self, now: Instant) -> io::Result<()> {
-        if self.serving {
-            return Ok(());
+    /// The node serves once every listed node has linked and sent its replay,
+    /// or `sync_nodes_timeout` has passed (the tutorial's sync): a node
+    /// restarting fills its history first. Until then requests are held
+    /// (only `/healthz` and `/metrics` answer, with "starting").
+    fn start_serving_when_synced(&mut self, now: Instant) {
+        if self.phase != Phase::Starting {
+            return;
         }
         if let Some(c) = &self.cluster {
             if now < c.sync_until && !self.members.all_listed_synced() {
-                return Ok(());
+                return;
             }
-        }
-        self.serving = true;
-        for (key, slot) in self.sockets.iter_mut() {
-            if let Socket::Listener { listener, port } = &mut slot.socket {
-                if *port != Port::Cluster {
-                    self.poll
-                        .registry()
-                        .register(listener, token(key, 0), Interest::READABLE)?;
-                }
-            }
-        }
-        if self.cluster.is_some() {
             let linked = self
                 .members
                 .known
@@ -293,7 +308,102 @@ impl Server {
                 self.members.known.len()
             );
         }
-        Ok(())
+        self.phase = Phase::Serving;
+        let held: Vec<Token> = self
+            .sockets
+            .iter()
+            .filter_map(|(k, s)| match &s.socket {
+                Socket::Client(c) if c.held => Some(token(k, s.generation)),
+                _ => None,
+            })
+            .collect();
+        for t in held {
+            self.with_client(t, now, |c, cx| c.resume(cx));
+        }
+    }
+
+    /// SIGTERM or SIGINT. The first starts a drain; a second one exits at
+    /// once (true).
+    fn on_signal(&mut self, now: Instant) -> bool {
+        let mut got = false;
+        for sig in self.signals.pending() {
+            info!("signal {sig} received");
+            got = true;
+        }
+        if !got {
+            return false;
+        }
+        if self.phase == Phase::Draining {
+            warn!("second signal: exiting now");
+            return true;
+        }
+        self.begin_drain(now);
+        false
+    }
+
+    /// Stop accepting, tell the peers we leave (so they don't count it as a
+    /// failure), send every stream a last `retry:` hint and end it once
+    /// written, finish requests in flight; `drained` says when all is done.
+    fn begin_drain(&mut self, now: Instant) {
+        info!(
+            "draining: {} listeners, {} connections (at most {:?})",
+            self.streams.len(),
+            self.sockets.len(),
+            self.opts.drain
+        );
+        self.phase = Phase::Draining;
+        self.drain_until = Some(now + self.opts.drain);
+        let keys: Vec<usize> = self
+            .sockets
+            .iter()
+            .filter(|(_, s)| matches!(s.socket, Socket::Listener { .. }))
+            .map(|(k, _)| k)
+            .collect();
+        for k in keys {
+            if let Socket::Listener { mut listener, .. } = self.sockets.remove(k).socket {
+                let _ = self.poll.registry().deregister(&mut listener);
+            }
+        }
+        self.fan_out(now);
+        let mut last = Vec::new();
+        sse::retry(&mut last, DRAIN_RETRY_MS);
+        let last: Rc<[u8]> = last.into();
+        let all: Vec<(Token, bool)> = self
+            .sockets
+            .iter()
+            .filter_map(|(k, s)| match &s.socket {
+                Socket::Client(c) => Some((token(k, s.generation), c.is_stream())),
+                Socket::Peer(_) => Some((token(k, s.generation), false)),
+                Socket::Listener { .. } => None,
+            })
+            .collect();
+        for (t, stream) in all {
+            if matches!(
+                self.sockets.get(split(t).0).map(|s| &s.socket),
+                Some(Socket::Peer(_))
+            ) {
+                self.with_peer(t, now, |p, cx| p.leave(cx));
+                continue;
+            }
+            self.with_client(t, now, |c, cx| {
+                if stream && c.push_frame(&last) == Step::Close {
+                    return Step::Close;
+                }
+                c.drain(cx)
+            });
+        }
+    }
+
+    /// Draining is over: every connection closed, or the drain time spent.
+    fn drained(&self, now: Instant) -> bool {
+        match self.drain_until {
+            None => false,
+            Some(t) if now >= t => {
+                warn!("drain time over: {} connections cut", self.sockets.len());
+                true
+            }
+            Some(_) => self.sockets.is_empty(),
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -301,8 +411,11 @@ impl Server {
         if let Some(t) = self.members.next_dial() {
             next = next.min(t);
         }
-        if let (false, Some(c)) = (self.serving, &self.cluster) {
+        if let (Phase::Starting, Some(c)) = (self.phase, &self.cluster) {
             next = next.min(c.sync_until);
+        }
+        if let Some(t) = self.drain_until {
+            next = next.min(t);
         }
         if let Some(t) = self.timers.next_deadline() {
             next = next.min(t);
@@ -417,6 +530,8 @@ impl Server {
             presence,
             closing,
             scratch,
+            phase,
+            started,
             ..
         } = self;
         let Some(Slot {
@@ -448,6 +563,8 @@ impl Server {
             request_timeout: opts.request_timeout,
             idle_timeout: opts.idle_timeout,
             retry_ms: 2000,
+            phase: *phase,
+            started: *started,
         };
         if f(client, &mut cx) == Step::Close {
             closing.push(t);
@@ -514,6 +631,7 @@ impl Server {
             Some(name) => PeerLink::dial(stream, addr, name, now),
             None => PeerLink::accept(stream, addr, now),
         };
+        self.stats.open_peers += 1;
         entry.insert(Slot {
             generation,
             socket: Socket::Peer(Box::new(link)),
@@ -571,6 +689,11 @@ impl Server {
         {
             warn!("{peer} register failed: {e}");
             return;
+        }
+        if secure {
+            self.stats.open_tls += 1;
+        } else {
+            self.stats.open_plain += 1;
         }
         entry.insert(Slot {
             generation,
@@ -715,7 +838,6 @@ impl Server {
                     Socket::Listener { port, .. } => Some((k, *port)),
                     _ => None,
                 })
-                .filter(|(_, port)| self.serving || *port == Port::Cluster)
                 .collect();
             for (key, port) in listeners {
                 self.accept(key, port, now);
@@ -747,8 +869,16 @@ impl Server {
             }
             let slot = self.sockets.remove(key);
             let mut client = match slot.socket {
-                Socket::Client(client) => client,
+                Socket::Client(client) => {
+                    if client.transport.is_tls() {
+                        self.stats.open_tls -= 1;
+                    } else {
+                        self.stats.open_plain -= 1;
+                    }
+                    client
+                }
                 Socket::Peer(mut link) => {
+                    self.stats.open_peers -= 1;
                     if let Some(name) = &link.name {
                         if link.is_up() {
                             self.members.link_down(name, t.0 as u64, now);

@@ -237,6 +237,15 @@ impl Room {
         std::mem::take(&mut self.outbox)
     }
 
+    /// Messages in the history.
+    pub fn len(&self) -> usize {
+        self.history.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.history.is_empty()
+    }
+
     pub fn history(&self) -> impl Iterator<Item = &Rc<Entry>> {
         self.history.iter()
     }

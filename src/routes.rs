@@ -44,6 +44,9 @@ pub enum Route {
     Listen(Option<String>),
     /// `GET /cluster`: the caller fills in the presence JSON.
     Cluster,
+    /// `GET /healthz` and `GET /metrics`: the caller reports on the node.
+    Health,
+    Metrics,
 }
 
 /// What routing needs to know about the node.
@@ -70,7 +73,9 @@ pub fn route(req: &Request, body: &[u8], site: &Site) -> Route {
         "/publish" => method_not_allowed("POST"),
         "/listen" if get => Route::Listen(last_event_id(req)),
         "/cluster" if get => Route::Cluster,
-        "/" | "/listen" | "/cluster" => method_not_allowed("GET, HEAD"),
+        "/healthz" if get => Route::Health,
+        "/metrics" if get => Route::Metrics,
+        "/" | "/listen" | "/cluster" | "/healthz" | "/metrics" => method_not_allowed("GET, HEAD"),
         path => match site.assets.file(path) {
             Some(_) if !get => method_not_allowed("GET, HEAD"),
             Some(file) => {
@@ -158,6 +163,12 @@ fn last_event_id(req: &Request) -> Option<String> {
     form::field(query.as_bytes(), "lastEventId").ok().flatten()
 }
 
+/// Paths answered while the node is still starting (waiting for its
+/// cluster): the ones that report on the node itself.
+pub fn answered_while_starting(path: &str) -> bool {
+    matches!(path, "/healthz" | "/metrics")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,7 +191,7 @@ mod tests {
             Route::Respond(r) => r.status,
             Route::Publish(_) => 303,
             Route::Listen(_) => 1,
-            Route::Cluster => 2,
+            Route::Cluster | Route::Health | Route::Metrics => 2,
         }
     }
 

@@ -24,6 +24,8 @@ pub struct Known {
     pub dialing: Option<u64>,
     /// The link's replay has arrived (it sent `Synced`).
     pub synced: bool,
+    /// A link with it was up before (the next one is a reconnect).
+    pub ever_up: bool,
     attempts: u32,
     next_dial: Option<Instant>,
     failing_since: Option<Instant>,
@@ -72,6 +74,7 @@ impl Members {
             link: None,
             dialing: None,
             synced: false,
+            ever_up: false,
             attempts: 0,
             next_dial: Some(now),
             failing_since: None,
@@ -124,15 +127,20 @@ impl Members {
         self.forget_stale(now);
     }
 
-    pub fn link_up(&mut self, name: &str, token: u64) {
-        if let Some(k) = self.get_mut(name) {
-            k.link = Some(token);
-            k.dialing = None;
-            k.attempts = 0;
-            k.failing_since = None;
-            k.next_dial = None;
-            k.synced = false;
-        }
+    /// Records the link; true when it is a reconnect.
+    pub fn link_up(&mut self, name: &str, token: u64) -> bool {
+        let Some(k) = self.get_mut(name) else {
+            return false;
+        };
+        let again = k.ever_up;
+        k.ever_up = true;
+        k.link = Some(token);
+        k.dialing = None;
+        k.attempts = 0;
+        k.failing_since = None;
+        k.next_dial = None;
+        k.synced = false;
+        again
     }
 
     /// The link `token` went down: redial soon (with jitter).
