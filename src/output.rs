@@ -23,8 +23,12 @@ impl Chunk {
 
 #[derive(Default)]
 pub struct Output {
-    chunks: VecDeque<Chunk>,
-    /// Bytes of the front chunk already written.
+    /// The front chunk, held inline: a listener that keeps up has at most
+    /// one frame pending, so the common case allocates no queue at all.
+    head: Option<Chunk>,
+    /// Chunks behind the head; its storage is released when it empties.
+    rest: VecDeque<Chunk>,
+    /// Bytes of the head already written.
     offset: usize,
     len: usize,
 }
@@ -39,14 +43,22 @@ impl Output {
             return;
         }
         self.len += n;
+        let tail = match self.rest.back_mut() {
+            Some(t) => Some(t),
+            None => self.head.as_mut(),
+        };
+        let Some(tail) = tail else {
+            self.head = Some(chunk);
+            return;
+        };
         // Small owned chunks merge into an owned tail: fewer slices to write.
-        if let (Chunk::Owned(new), Some(Chunk::Owned(tail))) = (&chunk, self.chunks.back_mut()) {
+        if let (Chunk::Owned(new), Chunk::Owned(tail)) = (&chunk, tail) {
             if tail.len() + new.len() <= 16 * 1024 {
                 tail.extend_from_slice(new);
                 return;
             }
         }
-        self.chunks.push_back(chunk);
+        self.rest.push_back(chunk);
     }
 
     /// Pending bytes.
@@ -60,10 +72,13 @@ impl Output {
 
     /// Fills `dst` with slices of what is pending, in order; returns how many.
     pub fn slices<'a>(&'a self, dst: &mut [IoSlice<'a>; MAX_SLICES]) -> usize {
-        let mut n = 0;
-        for (slot, c) in dst.iter_mut().zip(self.chunks.iter()) {
-            let b = c.bytes();
-            *slot = IoSlice::new(if n == 0 { &b[self.offset..] } else { b });
+        let Some(head) = &self.head else {
+            return 0;
+        };
+        dst[0] = IoSlice::new(&head.bytes()[self.offset..]);
+        let mut n = 1;
+        for (slot, c) in dst[1..].iter_mut().zip(self.rest.iter()) {
+            *slot = IoSlice::new(c.bytes());
             n += 1;
         }
         n
@@ -71,8 +86,8 @@ impl Output {
 
     /// The front of what is pending, for transports that copy (TLS).
     pub fn front(&self) -> &[u8] {
-        self.chunks
-            .front()
+        self.head
+            .as_ref()
             .map(|c| &c.bytes()[self.offset..])
             .unwrap_or(&[])
     }
@@ -81,27 +96,28 @@ impl Output {
     pub fn consume(&mut self, mut n: usize) {
         self.len -= n.min(self.len);
         while n > 0 {
-            let Some(front) = self.chunks.front() else {
+            let Some(head) = &self.head else {
                 break;
             };
-            let left = front.bytes().len() - self.offset;
+            let left = head.bytes().len() - self.offset;
             if n >= left {
                 n -= left;
                 self.offset = 0;
-                self.chunks.pop_front();
+                self.head = self.rest.pop_front();
             } else {
                 self.offset += n;
                 n = 0;
             }
         }
-        if self.chunks.is_empty() {
+        if self.rest.is_empty() && self.rest.capacity() > 0 {
             // Release the ring's storage: an idle listener should hold none.
-            self.chunks = VecDeque::new();
+            self.rest = VecDeque::new();
         }
     }
 
     pub fn clear(&mut self) {
-        self.chunks = VecDeque::new();
+        self.head = None;
+        self.rest = VecDeque::new();
         self.offset = 0;
         self.len = 0;
     }
