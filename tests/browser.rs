@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 /// Bound on one WebDriver command (a new session starts a browser).
 const DRIVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on a message showing up, the page going live, and the like.
-const SHORT: Duration = Duration::from_secs(5);
+const SHORT: Duration = Duration::from_secs(10);
 /// Bound on cluster membership changes: 3 s dead-peer timeout or redial
 /// backoff, plus the once-a-second presence refresh, plus slack.
 const MEMBERSHIP: Duration = Duration::from_secs(10);
@@ -520,6 +520,9 @@ impl Driver {
             "--disable-component-update".to_string(),
             "--disable-sync".to_string(),
             "--disable-extensions".to_string(),
+            // A page left for another must close its EventSource at once, not
+            // linger in the back-forward cache (the listener counts assert it).
+            "--disable-features=BackForwardCache".to_string(),
             "--ignore-certificate-errors".to_string(),
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.display()),
