@@ -178,6 +178,12 @@ impl Client {
     /// caller queues a last `retry:` hint first); close an idle keep-alive
     /// connection now; let a request in progress finish (without keep-alive).
     pub fn drain(&mut self, cx: &mut Ctx) -> Step {
+        if self.held {
+            // Held while the node was starting: it will never serve it.
+            self.held = false;
+            self.fail(503, "the node is shutting down", cx);
+            return self.flush_and_settle(cx);
+        }
         match self.state {
             State::Stream { .. } => self.ending = true,
             State::Head { since: None } if self.input.is_empty() && self.output.is_empty() => {
@@ -488,6 +494,14 @@ impl Client {
         };
         match routes::route(req, body, cx.site) {
             Route::Respond(resp) => {
+                self.answer(req, resp, since, cx);
+                keep
+            }
+            Route::Publish(_) if cx.phase == Phase::Draining => {
+                // Its listeners' streams have ended: the message would reach
+                // no one here. The client retries on another node.
+                let resp = Response::error(503, "the node is shutting down")
+                    .with_header("retry-after", "1");
                 self.answer(req, resp, since, cx);
                 keep
             }

@@ -1197,3 +1197,18 @@ impl<S: Stream> SseClient<S> {
         got
     }
 }
+
+impl Node {
+    /// Waits up to `timeout` for the process to exit by itself (after a
+    /// signal); its status, or `None` if it still runs then.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
+                _ => return None,
+            }
+        }
+    }
+}
