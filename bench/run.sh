@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: watercooler against nchan (nginx pub/sub), issue 5.
+#
+#   bench/run.sh                 every scenario (a b c d e f), ~10 minutes
+#   bench/run.sh a b             only these scenarios
+#   bench/run.sh --quick         listener and message counts / 10 (smoke run)
+#
+# Builds the release server and loadgen, installs nginx + libnginx-mod-nchan
+# with apt-get if missing, starts a fresh server for every scenario (loopback
+# only, server pinned to core 0, loadgen to core 1), prints one table and
+# appends the raw loadgen JSON lines to bench/results/DATE.jsonl.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BENCH="$ROOT/bench"
+WC="$ROOT/target/release/watercooler"
+LG="$ROOT/loadgen/target/release/loadgen"
+SERVER_CPU=${SERVER_CPU:-0}
+LOADGEN_CPU=${LOADGEN_CPU:-1}
+
+SCALE=1
+SCENARIOS=()
+for arg in "$@"; do
+    case "$arg" in
+        --quick) SCALE=10 ;;
+        a|b|c|d|e|f) SCENARIOS+=("$arg") ;;
+        -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg (scenarios a-f, --quick)" >&2; exit 2 ;;
+    esac
+done
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f)
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+n() { local v=$(( $1 / SCALE )); [ "$v" -lt "${2:-1}" ] && v=${2:-1}; echo "$v"; }
+
+# ---------------------------------------------------------------- setup ----
+for tool in cargo curl jq python3 taskset openssl; do
+    command -v "$tool" >/dev/null || die "$tool is needed"
+done
+
+log "building the release server and loadgen"
+(cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+cargo build --release --quiet --manifest-path "$ROOT/loadgen/Cargo.toml" || die "loadgen build failed"
+
+NCHAN_SO=/usr/lib/nginx/modules/ngx_nchan_module.so
+if ! command -v nginx >/dev/null || [ ! -f "$NCHAN_SO" ]; then
+    [ "$(id -u)" -eq 0 ] || die "nginx + libnginx-mod-nchan missing and not root to install them"
+    log "installing nginx + libnginx-mod-nchan"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx libnginx-mod-nchan >/dev/null
+fi
+NGINX=$(command -v nginx)
+
+WORK=$(mktemp -d /tmp/watercooler-bench.XXXXXX)
+# Run copies, so that a rebuild elsewhere during the run changes nothing here.
+cp "$WC" "$WORK/watercooler"; WC="$WORK/watercooler"
+cp "$LG" "$WORK/loadgen"; LG="$WORK/loadgen"
+PIDS=()
+stop_all() {
+    local p
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    PIDS=()
+}
+cleanup() { stop_all; rm -rf "$WORK"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$BENCH/results"
+RUN_DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+RESULTS="$BENCH/results/$(date -u +%Y-%m-%d).jsonl"
+RUN_ID="$RUN_DATE-$$"
+NOFILE=$(ulimit -Hn)
+[ "$NOFILE" = unlimited ] && NOFILE=1048576
+ulimit -n "$NOFILE" 2>/dev/null || true
+
+# A self-signed P-256 certificate, used by both servers in the TLS scenario.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null \
+    || die "openssl could not make a certificate"
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo null; }
+
+record() { # record SCENARIO SERVER JSON-OBJECT : one line in the results file
+    jq -c --arg run "$RUN_ID" --arg date "$RUN_DATE" --arg s "$1" --arg srv "$2" \
+        --argjson quick "$([ $SCALE -gt 1 ] && echo true || echo false)" \
+        --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+        '{run:$run, date:$date, scenario:$s, server:$srv, quick:$quick, loadavg:$load} + .' <<<"$3" >>"$RESULTS"
+}
+
+# -------------------------------------------------------------- servers ----
+# start_wc NAME [flags...]: a fresh watercooler on free ports, pinned to core
+# SERVER_CPU; sets WC_PID, WC_HTTP, WC_HTTPS (base URLs) and WC_CLUSTER.
+start_wc() {
+    local name=$1; shift
+    taskset -c "$SERVER_CPU" "$WC" --bind 127.0.0.1 --port 0 --secure-port 0 --log warn "$@" \
+        >"$WORK/$name.out" 2>"$WORK/$name.err" &
+    WC_PID=$!
+    PIDS+=("$WC_PID")
+    for _ in $(seq 150); do
+        grep -q '^listening on https://' "$WORK/$name.out" 2>/dev/null && break
+        kill -0 "$WC_PID" 2>/dev/null || die "$name exited: $(cat "$WORK/$name.err")"
+        sleep 0.1
+    done
+    WC_HTTP=$(sed -n 's#^listening on \(http://.*\)#\1#p' "$WORK/$name.out" | head -1)
+    WC_HTTPS=$(sed -n 's#^listening on \(https://.*\)#\1#p' "$WORK/$name.out" | head -1)
+    [ -n "$WC_HTTP" ] && [ -n "$WC_HTTPS" ] || die "$name printed no listening lines"
+}
+
+# start_nchan: a fresh nginx (master + one worker) with its own prefix; sets
+# NX_PID (the worker, which holds every connection), NX_HTTP, NX_HTTPS.
+start_nchan() {
+    local prefix="$WORK/nginx" hp sp master
+    rm -rf "$prefix"; mkdir -p "$prefix"
+    hp=$(free_port); sp=$(free_port)
+    sed -e "s#@PREFIX@#$prefix#g" -e "s#@NOFILE@#$NOFILE#g" \
+        -e "s#@HTTP_PORT@#$hp#g" -e "s#@HTTPS_PORT@#$sp#g" \
+        -e "s#@CERT@#$WORK/cert.pem#g" -e "s#@KEY@#$WORK/key.pem#g" \
+        "$BENCH/nchan.conf.template" >"$prefix/nginx.conf"
+    taskset -c "$SERVER_CPU" "$NGINX" -p "$prefix/" -c "$prefix/nginx.conf" -e "$prefix/error.log" \
+        -g 'daemon off;' >"$prefix/stdout" 2>&1 &
+    master=$!
+    PIDS+=("$master")
+    NX_PID=
+    for _ in $(seq 100); do
+        NX_PID=$(pgrep -P "$master" | head -1 || true)
+        [ -n "$NX_PID" ] && curl -s -o /dev/null "http://127.0.0.1:$hp/ping" && break
+        kill -0 "$master" 2>/dev/null || die "nginx exited: $(cat "$prefix/error.log" "$prefix/stdout")"
+        sleep 0.1
+    done
+    [ -n "$NX_PID" ] || die "nginx started no worker"
+    PIDS+=("$NX_PID")
+    NX_HTTP="http://127.0.0.1:$hp"
+    NX_HTTPS="https://127.0.0.1:$sp"
+}
+
+# start_cluster K: K watercooler nodes from one sys.conf on free ports, all
+# started together; waits until each /cluster lists K nodes. Sets NODE_PID[],
+# NODE_HTTP[], NODE_HTTPS[] (1-based).
+start_cluster() {
+    local k=$1 i entries=() conf="$WORK/sys.conf"
+    for i in $(seq "$k"); do entries+=("node$i@127.0.0.1:$(free_port)"); done
+    {
+        echo "nodes = $(IFS=,; echo "${entries[*]}" | sed 's/,/, /g')"
+        echo "sync_nodes_timeout = 5000"
+        echo "cookie = bench-$RANDOM$RANDOM"
+    } >"$conf"
+    NODE_PID=(); NODE_HTTP=(); NODE_HTTPS=()
+    for i in $(seq "$k"); do
+        taskset -c "$SERVER_CPU" "$WC" --bind 127.0.0.1 --port 0 --secure-port 0 --log warn \
+            --name "node$i@127.0.0.1" --config "$conf" >"$WORK/node$i.out" 2>"$WORK/node$i.err" &
+        NODE_PID[$i]=$!
+        PIDS+=("$!")
+    done
+    for i in $(seq "$k"); do
+        for _ in $(seq 200); do
+            grep -q '^listening on https://' "$WORK/node$i.out" 2>/dev/null && break
+            kill -0 "${NODE_PID[$i]}" 2>/dev/null || die "node$i exited: $(cat "$WORK/node$i.err")"
+            sleep 0.1
+        done
+        NODE_HTTP[$i]=$(sed -n 's#^listening on \(http://.*\)#\1#p' "$WORK/node$i.out" | head -1)
+        NODE_HTTPS[$i]=$(sed -n 's#^listening on \(https://.*\)#\1#p' "$WORK/node$i.out" | head -1)
+        [ -n "${NODE_HTTP[$i]}" ] || die "node$i printed no listening line"
+    done
+    local t0=$SECONDS ok
+    while :; do
+        ok=0
+        for i in $(seq "$k"); do
+            local c
+            c=$(curl -s -m 2 "${NODE_HTTP[$i]}/cluster" | jq '.nodes | length' 2>/dev/null || echo 0)
+            [ "${c:-0}" -ge "$k" ] && ok=$((ok + 1))
+        done
+        [ "$ok" -eq "$k" ] && break
+        [ $((SECONDS - t0)) -gt 30 ] && die "the cluster did not link within 30 s"
+        sleep 0.2
+    done
+    log "cluster of $k linked in $((SECONDS - t0)) s"
+}
+
+# -------------------------------------------------------------- loadgen ----
+# loadgen SCENARIO SERVER [loadgen flags...]: runs loadgen pinned to core
+# LOADGEN_CPU, records its JSON line (or the failure) and echoes a summary.
+loadgen() {
+    local scen=$1 srv=$2; shift 2
+    local out="$WORK/lg-$scen-$srv"
+    log "($scen) $srv: loadgen $*"
+    local rc=0
+    timeout 900 taskset -c "$LOADGEN_CPU" "$LG" --json-only --deadline-s 800 "$@" \
+        >"$out.out" 2>"$out.err" || rc=$?
+    local json
+    json=$(sed -n 's/^JSON //p' "$out.out" | tail -1)
+    if [ -z "$json" ]; then
+        local why
+        why=$(tail -c 300 "$out.err" | tr '\n' ' ')
+        log "($scen) $srv: loadgen failed (exit $rc): $why"
+        record "$scen" "$srv" "$(jq -nc --arg e "loadgen exit $rc: $why" '{error:$e}')"
+        return 0
+    fi
+    [ -s "$out.err" ] && log "($scen) $srv: loadgen said: $(head -c 300 "$out.err" | tr '\n' ' ')"
+    record "$scen" "$srv" "$json"
+    jq -r '"  connected \(.listeners_connected)/\(.listeners_requested) in \(.connect_time_s) s, lost \(.lost), p50 \(.latency_p50_ms) ms, p99 \(.latency_p99_ms) ms, \(.deliveries_per_s) deliveries/s, RSS/listener \(.rss_per_listener_bytes) B"' <<<"$json" >&2
+}
+
+not_applicable() { record "$1" "$2" "$(jq -nc --arg r "$3" '{na:$r}')"; log "($1) $2: n/a ($3)"; }
+
+server_errors() { # after a run: a server's stderr, if it logged anything
+    local f=$1
+    [ -s "$f" ] && log "server log $(basename "$f"): $(head -c 400 "$f" | tr '\n' ' ')"
+    return 0
+}
+
+# ------------------------------------------------------------- scenarios ----
+node_idle() {
+    start_wc idle; sleep 1
+    local wc_rss; wc_rss=$(rss_kib "$WC_PID"); stop_all
+    start_nchan; sleep 1
+    local nx_rss; nx_rss=$(rss_kib "$NX_PID"); stop_all
+    local size; size=$(stat -c %s "$WC")
+    record node watercooler "{\"idle_rss_kib\":$wc_rss,\"binary_bytes\":$size,\"cpu_idle_pct_before\":$idle}"
+    record node nchan "{\"idle_rss_kib\":$nx_rss}"
+    log "idle node RSS: watercooler $wc_rss KiB, nginx worker $nx_rss KiB; binary $size bytes"
+}
+
+# pair SCENARIO WC-LISTEN-PATH-SCHEME MESSAGES RATE LISTENERS [extra loadgen flags]
+# runs one loadgen configuration against a fresh watercooler and a fresh nchan.
+pair() {
+    local scen=$1 scheme=$2 listeners=$3 messages=$4 rate=$5; shift 5
+    local wc_flags=()
+    [ "$scheme" = https ] && wc_flags=(--cert "$WORK/cert.pem" --key "$WORK/key.pem")
+    start_wc "$scen" "${wc_flags[@]}"
+    local base=$WC_HTTP; [ "$scheme" = https ] && base=$WC_HTTPS
+    loadgen "$scen" watercooler --mode watercooler --listen "$base/listen" --publish "$WC_HTTP/publish" \
+        --listeners "$listeners" --messages "$messages" --rate "$rate" --server-pid "$WC_PID" "$@"
+    server_errors "$WORK/$scen.err"
+    stop_all
+    start_nchan
+    base=$NX_HTTP; [ "$scheme" = https ] && base=$NX_HTTPS
+    loadgen "$scen" nchan --mode nchan --listen "$base/sub" --publish "$NX_HTTP/pub" \
+        --listeners "$listeners" --messages "$messages" --rate "$rate" --server-pid "$NX_PID" "$@"
+    server_errors "$WORK/nginx/error.log"
+    stop_all
+}
+
+scenario_a() { pair a http "$(n 1000)" "$(n 200 20)" 100; }
+scenario_b() { pair b http "$(n 10000)" "$(n 100 20)" 20 --drain-timeout-s 30; }
+scenario_c() { pair c http "$(n 19000)" "$(n 20 5)" 2 --idle-s 3 --connect-timeout-s 120; }
+scenario_e() { pair e https "$(n 5000)" "$(n 200 20)" 100 --idle-s 3 --connect-timeout-s 120; }
+
+scenario_d() {
+    start_cluster 3
+    local listen=() pids=() i
+    for i in 1 2 3; do listen+=(--listen "${NODE_HTTP[$i]}/listen"); pids+=(--server-pid "${NODE_PID[$i]}"); done
+    loadgen d watercooler --mode watercooler "${listen[@]}" --publish "${NODE_HTTP[1]}/publish" \
+        --listeners "$(n 50000)" --messages "$(n 20 5)" --rate 2 "${pids[@]}" \
+        --idle-s 3 --connect-timeout-s 180 --drain-timeout-s 30
+    for i in 1 2 3; do server_errors "$WORK/node$i.err"; done
+    stop_all
+    not_applicable d nchan "50,000 listeners need 3 processes under the $NOFILE-fd limit: one nginx worker cannot hold them, and nchan has no multi-node mode without Redis"
+}
+
+scenario_f() {
+    start_cluster 2
+    loadgen f watercooler --mode watercooler --listen "${NODE_HTTP[2]}/listen" \
+        --publish "${NODE_HTTP[1]}/publish" --listeners "$(n 1000)" --messages "$(n 200 20)" \
+        --rate 100 --server-pid "${NODE_PID[1]}" --server-pid "${NODE_PID[2]}"
+    server_errors "$WORK/node1.err"; server_errors "$WORK/node2.err"
+    stop_all
+    not_applicable f nchan "a single nchan instance has no second node"
+}
+
+T0=$SECONDS
+# Other work on this machine skews every figure: say so when the CPUs are not idle.
+cpu_idle_pct() {
+    local a b
+    a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+    local tot=0 i
+    for i in 1 2 3 4 5 6 7 8; do tot=$((tot + b[i] - a[i])); done
+    echo $(( 100 * (b[4] - a[4]) / (tot > 0 ? tot : 1) ))
+}
+idle=$(cpu_idle_pct)
+if [ "$idle" -lt 85 ]; then
+    log "warning: the CPUs are only $idle % idle before the run; figures will be noisy. Busiest:" \
+        "$(top -bn2 -d0.5 | awk '/^ *PID/ {n++} n == 2 && $9+0 > 10 {printf "%s(%s%%) ", $12, $9}')"
+fi
+log "run $RUN_ID: scenarios ${SCENARIOS[*]}$([ $SCALE -gt 1 ] && echo ' (quick: counts / 10)'); results in $RESULTS"
+node_idle
+for s in "${SCENARIOS[@]}"; do "scenario_$s"; done
+log "done in $((SECONDS - T0)) s; CPUs $(cpu_idle_pct) % idle after (before: $idle %)"
+
+python3 "$BENCH/table.py" "$RESULTS" "$RUN_ID"

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Prints the table of one bench/run.sh run from its JSON lines.
+
+usage: table.py RESULTS.jsonl [RUN_ID]   (default: the last run in the file)
+"""
+import json
+import sys
+
+MIB = 1024 * 1024
+
+
+def load(path, run):
+    recs = [json.loads(l) for l in open(path) if l.strip()]
+    if not recs:
+        sys.exit("no results")
+    run = run or recs[-1]["run"]
+    out = {}
+    for r in recs:
+        if r["run"] == run:
+            out[(r["scenario"], r["server"])] = r
+    return run, out
+
+
+def fmt(v, digits=2):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float) and not v.is_integer():
+        return f"{v:,.{digits}f}"
+    return f"{int(v):,}"
+
+
+def ratio(w, n):
+    if isinstance(w, (int, float)) and isinstance(n, (int, float)) and n:
+        return f"{w / n:.2f}×"
+    return ""
+
+
+def all_connected(r):
+    return r.get("listeners_connected") == r.get("listeners_requested")
+
+
+def get(r, key):
+    if r is None or "error" in r or "na" in r:
+        return None
+    if callable(key):
+        return key(r)
+    return r.get(key)
+
+
+# (label, key, digits, target text, check(wc_record, nchan_record) -> bool|None)
+def rows_for(s):
+    connected = ("listeners connected", lambda r: f"{r['listeners_connected']:,}/{r['listeners_requested']:,}"
+                 + (f" ({r['connect_errors']} retried)" if r.get("connect_errors") else ""), 0,
+                 "all", lambda w, n: all_connected(w))
+    connect_t = ("connect time (s)", "connect_time_s", 2, "", None)
+    lost = ("lost / dup / out-of-order", lambda r: f"{r['lost']:,} / {r['duplicated']:,} / {r['out_of_order']:,}", 0,
+            "0 loss", lambda w, n: w["lost"] == 0 and w["duplicated"] == 0 and w["out_of_order"] == 0)
+    lost_info = (lost[0], lost[1], 0, "", None)
+    p50 = ("latency p50 (ms)", "latency_p50_ms", 2, "", None)
+    p99_vs = ("latency p99 (ms)", "latency_p99_ms", 2, "≤ nchan",
+              lambda w, n: n is not None and w["latency_p99_ms"] is not None and n.get("latency_p99_ms") is not None
+              and w["latency_p99_ms"] <= n["latency_p99_ms"])
+    p99 = ("latency p99 (ms)", "latency_p99_ms", 2, "", None)
+    pmax = ("latency max (ms)", "latency_max_ms", 2, "", None)
+    dps = ("deliveries/s", "deliveries_per_s", 0, "", None)
+    cpu = ("server CPU µs/delivery", "server_cpu_us_per_delivery", 2, "", None)
+    rss = ("RSS per listener (B)", "rss_per_listener_bytes", 0, "", None)
+    if s == "a":
+        return [connected, lost_info, p50, p99_vs, pmax, dps, cpu]
+    if s == "b":
+        def full_rate(w, n):
+            offered = w["listeners_connected"] * w["publish_rate_target"]
+            ok = w["deliveries_per_s"] is not None and w["deliveries_per_s"] >= 0.95 * offered
+            ok = ok and (w["publish_rate_achieved"] or 0) >= 0.95 * w["publish_rate_target"]
+            if n is not None and n.get("deliveries_per_s"):
+                ok = ok and w["deliveries_per_s"] >= 1.5 * n["deliveries_per_s"]
+            return ok
+        return [connected,
+                ("publish rate achieved (/s)", "publish_rate_achieved", 1, "", None),
+                ("deliveries/s", "deliveries_per_s", 0, "≥ 95 % offered, ≥ 1.5× nchan", full_rate),
+                lost, p50, p99_vs, pmax, cpu]
+    if s == "c":
+        return [connected, connect_t,
+                ("RSS per listener (B)", "rss_per_listener_bytes", 0, "≤ 2,048",
+                 lambda w, n: w["rss_per_listener_bytes"] is not None and w["rss_per_listener_bytes"] <= 2048),
+                ("server RSS idle (KiB)", "server_rss_idle_kib", 0, "", None),
+                lost, p50, p99]
+    if s == "d":
+        return [connected, connect_t,
+                ("RSS per listener (B, 3 nodes)", "rss_per_listener_bytes", 0, "", None),
+                lost, p50, p99, dps]
+    if s == "e":
+        return [connected, connect_t, rss, lost_info, p50, p99, pmax]
+    if s == "f":
+        return [lost, p50,
+                ("latency p99 (ms)", "latency_p99_ms", 2, "≤ 2 ms",
+                 lambda w, n: w["latency_p99_ms"] is not None and w["latency_p99_ms"] <= 2.0),
+                pmax]
+    return []
+
+
+TITLES = {
+    "a": "(a) 1,000 listeners × 200 msgs @ 100/s",
+    "b": "(b) 10,000 listeners × 100 msgs @ 20/s",
+    "c": "(c) 19,000 idle listeners, then 20 msgs @ 2/s",
+    "d": "(d) 3 nodes, 50,000 listeners, 20 msgs @ 2/s",
+    "e": "(e) TLS: 5,000 listeners × 200 msgs @ 100/s",
+    "f": "(f) cross-node: 1,000 listeners on node2, publish on node1, 200 @ 100/s",
+}
+
+
+def main():
+    path = sys.argv[1]
+    run, recs = load(path, sys.argv[2] if len(sys.argv) > 2 else None)
+    quick = any(r.get("quick") for r in recs.values())
+    loads = [r.get("loadavg", "") for r in recs.values()]
+    lines = [f"run {run}" + (" (--quick: counts / 10, titles show full counts)" if quick else "")
+             + (f"; load average at start {loads[0]}, at end {loads[-1]}" if loads else "")
+             + (f"; CPUs {recs[('node', 'watercooler')]['cpu_idle_pct_before']} % idle before"
+                if recs.get(("node", "watercooler"), {}).get("cpu_idle_pct_before") is not None else ""), "",
+             "| scenario | metric | watercooler | nchan | wc / nchan | target | met |",
+             "| --- | --- | ---: | ---: | ---: | --- | --- |"]
+
+    wn, nn = recs.get(("node", "watercooler")), recs.get(("node", "nchan"))
+    if wn:
+        b = wn.get("binary_bytes")
+        lines.append(f"| node | stripped release binary (MiB) | {b / MIB:.2f} | | | ≤ 1.6 | "
+                     f"{'yes' if b <= 1.6 * MIB else '**no**'} |")
+        wr, nr = wn.get("idle_rss_kib"), (nn or {}).get("idle_rss_kib")
+        lines.append(f"| node | idle node RSS (MiB) | {wr / 1024:.2f} | "
+                     f"{'' if nr is None else f'{nr / 1024:.2f}'} | {ratio(wr, nr)} | ≤ 3 | "
+                     f"{'yes' if wr <= 3 * 1024 else '**no**'} |")
+    for s in "abcdef":
+        w, n = recs.get((s, "watercooler")), recs.get((s, "nchan"))
+        if w is None and n is None:
+            continue
+        title = TITLES[s]
+        for rec, name in ((w, "watercooler"), (n, "nchan")):
+            if rec is not None and "error" in rec:
+                lines.append(f"| {title} | **{name} failed** | {rec['error']} | | | | |")
+        first = True
+        for label, key, digits, target, check in rows_for(s):
+            wv, nv = get(w, key), get(n, key)
+            if n is not None and "na" in n:
+                ncell = "n/a" if first else ""
+            else:
+                ncell = fmt(nv, digits)
+            met = None
+            if check is not None and get(w, "mode") is not None:
+                try:
+                    met = bool(check(w, n if n is not None and "mode" in n else None))
+                except (KeyError, TypeError):
+                    met = None
+            mcell = "" if met is None else ("yes" if met else "**no**")
+            lines.append(f"| {title if first else ''} | {label} | {fmt(wv, digits)} | {ncell} | "
+                         f"{ratio(wv, nv)} | {target} | {mcell} |")
+            first = False
+        for rec, name in ((w, "watercooler"), (n, "nchan")):
+            if rec is not None and "na" in rec:
+                lines.append(f"| | {name} n/a | | {rec['na']} | | | |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
