@@ -32,6 +32,8 @@ pub const PING_EVERY: Duration = Duration::from_millis(500);
 pub const DEAD_AFTER: Duration = Duration::from_secs(3);
 /// A peer that has this much waiting is cut off (it replays on reconnect).
 const OUTPUT_CAP: usize = 64 << 20;
+/// Stop reading a peer while this much output waits for it.
+const READ_PAUSE: usize = 1 << 20;
 /// Most input handled per readiness event, so a flooding peer can't starve
 /// the rest of the loop; the remainder waits for the next turn.
 pub const READ_BUDGET: usize = 4 << 20;
@@ -74,6 +76,8 @@ pub struct PeerLink {
     pub left: bool,
     /// Close once the output is written (after a `Refuse`).
     closing: bool,
+    /// Reading stopped at `READ_PAUSE`; resumes when the output drains.
+    read_paused: bool,
 }
 
 pub struct PeerCtx<'a> {
@@ -122,6 +126,7 @@ impl PeerLink {
             listeners: 0,
             left: false,
             closing: false,
+            read_paused: false,
         }
     }
 
@@ -222,17 +227,33 @@ impl PeerLink {
 
     pub fn flush_and_settle(&mut self, cx: &mut PeerCtx) -> Step {
         let mut plain = Transport::Plain;
-        match plain.write(&mut self.stream, &mut self.output) {
-            Ok(_) => {}
-            Err(e) => {
+        let mut rounds = 0;
+        loop {
+            if let Err(e) = plain.write(&mut self.stream, &mut self.output) {
                 if !self.closing {
                     self.log_close(&format!("write failed: {e}"));
                 }
                 return Step::Close;
             }
-        }
-        if self.closing && self.output.is_empty() {
-            return Step::Close;
+            if self.closing && self.output.is_empty() {
+                return Step::Close;
+            }
+            if !(self.read_paused && self.output.len() <= READ_PAUSE / 2) {
+                break;
+            }
+            rounds += 1;
+            if rounds > 4 {
+                // Fairness: the rest of the loop gets a turn first.
+                self.read_paused = false;
+                *cx.more_to_read = true;
+                break;
+            }
+            // The answers left: read again (the read budget bounds a turn).
+            self.read_paused = false;
+            if let Err(why) = self.read(cx) {
+                self.log_close(&why);
+                return Step::Close;
+            }
         }
         let pending = !self.output.is_empty() || matches!(self.phase, Phase::Connecting);
         if pending != self.writable {
@@ -257,6 +278,13 @@ impl PeerLink {
     fn read(&mut self, cx: &mut PeerCtx) -> Result<(), String> {
         let mut budget = READ_BUDGET;
         loop {
+            if self.output.len() > READ_PAUSE {
+                // Our answers (pongs, replays) pile up: read no more until
+                // they leave, so a peer that sends without reading is held
+                // back by TCP instead of growing our memory.
+                self.read_paused = true;
+                return Ok(());
+            }
             let max = if self.is_up() {
                 MAX_FRAME
             } else {
@@ -289,6 +317,9 @@ impl PeerLink {
                     Ok(Some((frame, n))) => {
                         used += n;
                         self.on_frame(frame, cx)?;
+                        if self.output.len() > READ_PAUSE {
+                            break;
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {

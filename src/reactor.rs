@@ -771,11 +771,13 @@ impl Server {
     /// Sends our new messages to every linked peer (each frame encoded once),
     /// the membership when it grew, and our listener count when it changed.
     fn send_to_peers(&mut self, now: Instant) {
+        // Taken even when alone: the outbox must not hold messages forever.
+        let outbox = self.room.take_peer_outbox();
         if self.cluster.is_none() {
             return;
         }
         let mut frames: Vec<Rc<[u8]>> = Vec::new();
-        for e in self.room.take_peer_outbox() {
+        for e in outbox {
             let mut buf = Vec::with_capacity(e.text.len() + 24);
             wire::encode(
                 &Frame::Message {

@@ -1,0 +1,91 @@
+//! The cookie handshake's proofs (`cluster::handshake`) against frames a
+//! hostile peer sends. The socket side lives in `peer.rs`; this target plays
+//! its checks on the frames decoded from the input:
+//! - an acceptor (cookie `COOKIE`) answers each `Hello` with a `Challenge`;
+//!   a `Proof` verifies only if it is the real dialer MAC, and the
+//!   challenge's own MAC never verifies as a proof (no reflection);
+//! - a dialer verifies a `Challenge` only if its MAC is the real one;
+//! - a peer that guessed a cookie passes only if its guess is the cookie
+//!   (or one HMAC cannot tell apart: the same bytes plus trailing NULs).
+//!
+//! Input: byte 0 = length of the guessed cookie, then the guess, then frames
+//! (as `wire` encodes them, under the handshake cap).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use watercooler::cluster::handshake::{mac, verify, Role, Transcript};
+use watercooler::cluster::wire::{decode, Frame, MAX_HANDSHAKE_FRAME, NONCE_LEN};
+
+const COOKIE: &str = "change-me";
+const ME: &str = "node1@127.0.0.1";
+
+/// HMAC-SHA256 pads keys of up to 64 bytes with zeros, so such keys that
+/// differ only in trailing NULs are the same key.
+fn same_key(a: &str, b: &str) -> bool {
+    if a.len() <= 64 && b.len() <= 64 {
+        a.trim_end_matches('\0') == b.trim_end_matches('\0')
+    } else {
+        a == b
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let (guess, mut frames) = rest.split_at(usize::from(n).min(rest.len()));
+    let guess = String::from_utf8_lossy(guess);
+    let guess_ok = same_key(&guess, COOKIE);
+
+    let my_nonce = [0x5a; NONCE_LEN];
+    // The acceptor's state: the dialer's name and nonce from its `Hello`.
+    let mut hello: Option<(String, [u8; NONCE_LEN])> = None;
+    while let Ok(Some((frame, used))) = decode(frames, MAX_HANDSHAKE_FRAME) {
+        frames = frames.get(used..).unwrap_or_default();
+        match frame {
+            Frame::Hello { name, nonce, .. } => {
+                let t = Transcript {
+                    dialer: &name,
+                    acceptor: ME,
+                    dialer_nonce: &nonce,
+                    acceptor_nonce: &my_nonce,
+                };
+                let challenge = mac(COOKIE, Role::Acceptor, &t);
+                assert!(verify(COOKIE, Role::Acceptor, &t, &challenge));
+                assert_eq!(verify(&guess, Role::Acceptor, &t, &challenge), guess_ok);
+                assert!(!verify(COOKIE, Role::Dialer, &t, &challenge), "reflected");
+                let forged = mac(&guess, Role::Dialer, &t);
+                assert_eq!(verify(COOKIE, Role::Dialer, &t, &forged), guess_ok);
+                hello = Some((name, nonce));
+            }
+            Frame::Proof { mac: got } => {
+                let Some((name, nonce)) = &hello else {
+                    continue;
+                };
+                let t = Transcript {
+                    dialer: name,
+                    acceptor: ME,
+                    dialer_nonce: nonce,
+                    acceptor_nonce: &my_nonce,
+                };
+                let real = mac(COOKIE, Role::Dialer, &t);
+                assert_eq!(verify(COOKIE, Role::Dialer, &t, &got), got == real);
+            }
+            Frame::Challenge {
+                name,
+                nonce,
+                mac: got,
+            } => {
+                let t = Transcript {
+                    dialer: ME,
+                    acceptor: &name,
+                    dialer_nonce: &my_nonce,
+                    acceptor_nonce: &nonce,
+                };
+                let real = mac(COOKIE, Role::Acceptor, &t);
+                assert_eq!(verify(COOKIE, Role::Acceptor, &t, &got), got == real);
+            }
+            _ => {}
+        }
+    }
+});
