@@ -84,6 +84,14 @@ impl Output {
         n
     }
 
+    /// All that is pending, when it is one chunk.
+    pub fn single(&self) -> Option<&[u8]> {
+        match (&self.head, self.rest.is_empty()) {
+            (Some(head), true) => Some(&head.bytes()[self.offset..]),
+            _ => None,
+        }
+    }
+
     /// The front of what is pending, for transports that copy (TLS).
     pub fn front(&self) -> &[u8] {
         self.head

@@ -100,10 +100,15 @@ impl Transport {
         match self {
             Transport::Plain => {
                 while !out.is_empty() {
-                    let written = {
-                        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-                        let n = out.slices(&mut slices);
-                        stream.write_vectored(&slices[..n])
+                    let written = match out.single() {
+                        // The common case, a listener that keeps up: one
+                        // frame, one plain write (no slice array to fill).
+                        Some(bytes) => stream.write(bytes),
+                        None => {
+                            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                            let n = out.slices(&mut slices);
+                            stream.write_vectored(&slices[..n])
+                        }
                     };
                     let n = match written {
                         Ok(0) => return Err(ErrorKind::WriteZero.into()),
