@@ -514,14 +514,7 @@ impl PeerLink {
                 let mut buf = Vec::new();
                 for e in cx.room.history() {
                     if e.seq > seen.get(e.origin) {
-                        wire::encode(
-                            &Frame::Message {
-                                origin: e.origin,
-                                seq: e.seq,
-                                text: e.text.to_string(),
-                            },
-                            &mut buf,
-                        );
+                        wire::encode_message(e.origin, e.seq, &e.text, &mut buf);
                         sent += 1;
                     }
                 }

@@ -779,14 +779,7 @@ impl Server {
         let mut frames: Vec<Rc<[u8]>> = Vec::new();
         for e in outbox {
             let mut buf = Vec::with_capacity(e.text.len() + 24);
-            wire::encode(
-                &Frame::Message {
-                    origin: e.origin,
-                    seq: e.seq,
-                    text: e.text.to_string(),
-                },
-                &mut buf,
-            );
+            wire::encode_message(e.origin, e.seq, &e.text, &mut buf);
             frames.push(buf.into());
         }
         if self.members.take_changed() {

@@ -144,11 +144,8 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
         }
         Frame::Synced => out.push(SYNCED),
         Frame::Message { origin, seq, text } => {
-            out.push(MESSAGE);
-            out.extend_from_slice(&origin.to_be_bytes());
-            out.extend_from_slice(&seq.to_be_bytes());
-            out.extend_from_slice(&(text.len() as u32).to_be_bytes());
-            out.extend_from_slice(text.as_bytes());
+            out.truncate(start);
+            return encode_message(*origin, *seq, text, out);
         }
         Frame::Nodes { nodes } => {
             out.push(NODES);
@@ -168,6 +165,18 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     }
     let len = (out.len() - start - 4) as u32;
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Appends a `Message` frame without building a `Frame` (no copy of the
+/// text): what the node sends for every message, live and in replays.
+pub fn encode_message(origin: u32, seq: u64, text: &str, out: &mut Vec<u8>) {
+    let len = 1 + 4 + 8 + 4 + text.len();
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.push(MESSAGE);
+    out.extend_from_slice(&origin.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&(text.len() as u32).to_be_bytes());
+    out.extend_from_slice(text.as_bytes());
 }
 
 /// Strings longer than a u16 length are cut (names and reasons are short).
