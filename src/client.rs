@@ -37,6 +37,8 @@ const OUTPUT_PAUSE: usize = 64 * 1024;
 pub const HARD_CAP: usize = 1024 * 1024;
 pub const SOFT_CAP: usize = 128 * 1024;
 pub const SOFT_TIME: Duration = Duration::from_secs(5);
+/// Bytes a stream or closing connection may send before it is cut off.
+const DISCARD_LIMIT: usize = 64 * 1024;
 /// A connection closing after an error gets this long to take its answer.
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -76,6 +78,11 @@ pub struct Client {
     shut: bool,
     /// A complete request waits for the node to start serving.
     pub held: bool,
+    /// A request has been answered: from now on silence is keep-alive idle
+    /// time, not a request that is late.
+    served: bool,
+    /// Bytes read and dropped since the connection stopped taking requests.
+    discarded: usize,
     /// A stream to end once its output is written (shutdown).
     ending: bool,
     last_status: u16,
@@ -116,6 +123,8 @@ impl Client {
             over_soft: None,
             shut: false,
             held: false,
+            served: false,
+            discarded: 0,
             ending: false,
             last_status: 0,
         }
@@ -147,22 +156,29 @@ impl Client {
 
     /// Writes what is queued; after a `WouldBlock` asks for WRITABLE.
     pub fn flush(&mut self, cx: &mut Ctx) -> Step {
-        let before = self.output.len();
-        let result = self.transport.write(&mut self.stream, &mut self.output);
-        cx.stats.bytes_out += (before - self.output.len()) as u64;
-        match result {
-            Ok(done) => {
-                if done && self.paused {
+        loop {
+            let before = self.output.len();
+            let result = self.transport.write(&mut self.stream, &mut self.output);
+            cx.stats.bytes_out += (before - self.output.len()) as u64;
+            match result {
+                Ok(true) if self.paused => {
+                    // Answers have left: go on with the requests already
+                    // read (their answers are written on the next round),
+                    // then read more.
                     self.paused = false;
-                    if self.on_readable(cx) == Step::Close {
-                        return Step::Close;
+                    if !self.input.is_empty() {
+                        self.process(cx);
                     }
+                    if self.paused {
+                        continue;
+                    }
+                    return self.on_readable(cx);
                 }
-                Step::Keep
-            }
-            Err(e) => {
-                debug!("{} write failed: {e}", self.peer);
-                Step::Close
+                Ok(_) => return Step::Keep,
+                Err(e) => {
+                    debug!("{} write failed: {e}", self.peer);
+                    return Step::Close;
+                }
             }
         }
     }
@@ -236,7 +252,9 @@ impl Client {
     fn arm(&mut self, cx: &mut Ctx) {
         let at = match &self.state {
             State::Head { since: Some(t) } => Some(*t + cx.request_timeout),
-            State::Head { since: None } if self.transport.handshaking() => self.deadline.at,
+            // A new connection (or TLS handshake) keeps the request timeout
+            // it got at accept: saying nothing is not idling.
+            State::Head { since: None } if !self.served => self.deadline.at,
             State::Head { since: None } => Some(cx.now + cx.idle_timeout),
             State::Body { since, .. } => Some(*since + cx.request_timeout),
             State::Stream { .. } => self.over_soft.map(|t| t + SOFT_TIME),
@@ -333,7 +351,15 @@ impl Client {
                     }
                 };
             if matches!(self.state, State::Stream { .. } | State::Closing) {
+                // Nothing more is expected from a stream or a closing
+                // connection: a client that keeps sending is cut off rather
+                // than allowed to keep the loop reading.
+                self.discarded += self.input.len();
                 self.input = Vec::new();
+                if self.discarded > DISCARD_LIMIT {
+                    debug!("{} closed: kept sending after its request", self.peer);
+                    return Step::Close;
+                }
             } else if self.input.len() > before {
                 if let State::Head {
                     since: since @ None,
@@ -474,6 +500,8 @@ impl Client {
                         return;
                     }
                     if self.output.len() > OUTPUT_PAUSE {
+                        // Resumed by `flush` once the answers have left.
+                        self.paused = true;
                         return;
                     }
                 }
@@ -487,6 +515,7 @@ impl Client {
 
     /// Runs one complete request; returns the next state.
     fn handle(&mut self, req: &Request, body: &[u8], since: Instant, cx: &mut Ctx) -> State {
+        self.served = true;
         let keep = if req.keep_alive && cx.phase != Phase::Draining {
             State::Head { since: None }
         } else {

@@ -78,6 +78,8 @@ pub struct PeerLink {
     closing: bool,
     /// Reading stopped at `READ_PAUSE`; resumes when the output drains.
     read_paused: bool,
+    /// The peer's `State` has been answered with our replay.
+    replayed: bool,
 }
 
 pub struct PeerCtx<'a> {
@@ -127,11 +129,29 @@ impl PeerLink {
             left: false,
             closing: false,
             read_paused: false,
+            replayed: false,
         }
     }
 
     pub fn is_up(&self) -> bool {
         matches!(self.phase, Phase::Up)
+    }
+
+    /// Live messages go to a linked peer only once its `State` has been
+    /// answered with our replay: otherwise a message published meanwhile
+    /// would overtake the older ones and make the peer drop them.
+    pub fn takes_live(&self) -> bool {
+        self.is_up() && self.replayed
+    }
+
+    /// Small frames until the other side has proved the cookie (the
+    /// acceptor's proof arrives in its `Challenge`, so a dialler awaiting
+    /// `State` takes full frames: a large clock must fit).
+    fn max_frame(&self) -> usize {
+        match self.phase {
+            Phase::Up | Phase::AwaitState => MAX_FRAME,
+            _ => MAX_HANDSHAKE_FRAME,
+        }
     }
 
     fn who(&self) -> String {
@@ -285,11 +305,7 @@ impl PeerLink {
                 self.read_paused = true;
                 return Ok(());
             }
-            let max = if self.is_up() {
-                MAX_FRAME
-            } else {
-                MAX_HANDSHAKE_FRAME
-            };
+            let max = self.max_frame();
             let limit = max + 4 + 16 * 1024;
             let before = self.input.len();
             let end = Transport::Plain
@@ -305,11 +321,7 @@ impl PeerLink {
                     self.input = Vec::new();
                     return Ok(());
                 }
-                let max = if self.is_up() {
-                    MAX_FRAME
-                } else {
-                    MAX_HANDSHAKE_FRAME
-                };
+                let max = self.max_frame();
                 let Some(rest) = self.input.get(used..) else {
                     break;
                 };
@@ -520,6 +532,7 @@ impl PeerLink {
                 }
                 wire::encode(&Frame::Synced, &mut buf);
                 self.output.push(Chunk::Owned(buf));
+                self.replayed = true;
                 if sent > 0 {
                     info!("replayed {sent} messages to {}", self.who());
                 }

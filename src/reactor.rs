@@ -345,12 +345,6 @@ impl Server {
     /// failure), send every stream a last `retry:` hint and end it once
     /// written, finish requests in flight; `drained` says when all is done.
     fn begin_drain(&mut self, now: Instant) {
-        info!(
-            "draining: {} listeners, {} connections (at most {:?})",
-            self.streams.len(),
-            self.sockets.len(),
-            self.opts.drain
-        );
         self.phase = Phase::Draining;
         self.drain_until = Some(now + self.opts.drain);
         let keys: Vec<usize> = self
@@ -364,6 +358,12 @@ impl Server {
                 let _ = self.poll.registry().deregister(&mut listener);
             }
         }
+        info!(
+            "draining: {} listeners, {} connections (at most {:?})",
+            self.streams.len(),
+            self.sockets.len(),
+            self.opts.drain
+        );
         self.fan_out(now);
         let mut last = Vec::new();
         sse::retry(&mut last, DRAIN_RETRY_MS);
@@ -646,7 +646,8 @@ impl Server {
     /// Dials the nodes whose time has come (non-blocking connect: the link
     /// learns the outcome when the socket turns writable).
     fn dial(&mut self, now: Instant) {
-        if self.cluster.is_none() {
+        // A draining node said goodbye: it links to no one again.
+        if self.cluster.is_none() || self.phase == Phase::Draining {
             return;
         }
         for (name, addr) in self.members.due(now) {
@@ -807,7 +808,7 @@ impl Server {
             .sockets
             .iter()
             .filter_map(|(k, s)| match &s.socket {
-                Socket::Peer(p) if p.is_up() => Some(token(k, s.generation)),
+                Socket::Peer(p) if p.takes_live() => Some(token(k, s.generation)),
                 _ => None,
             })
             .collect();

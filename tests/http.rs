@@ -632,3 +632,33 @@ fn requests_are_logged_on_stderr() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Regression: pipelined requests whose answers passed 64 KiB stalled (the
+/// node stopped answering at the pause and never resumed; found in review).
+#[test]
+fn pipelined_requests_past_the_output_pause_are_all_answered() {
+    let node = Node::start(&[]);
+    let mut c = node.connect();
+    let host = c.host().to_string();
+    let n = 40;
+    let raw = format!("GET /main.js HTTP/1.1\r\nHost: {host}\r\n\r\n").repeat(n);
+    c.send(raw.as_bytes()).unwrap();
+    for i in 0..n {
+        let r = c
+            .read_response(false)
+            .unwrap_or_else(|e| node.fail(&format!("response {i} of {n}"), e));
+        assert_eq!(r.status, 200, "response {i}");
+    }
+}
+
+/// Regression: a connection that never sent a byte was kept for the idle
+/// timeout instead of the request timeout (found in review).
+#[test]
+fn silent_connection_closes_at_the_request_timeout() {
+    let node = Node::start(&["--request-timeout-ms", "300", "--idle-timeout-ms", "60000"]);
+    let mut c = node.connect();
+    assert!(
+        c.wait_closed(Duration::from_secs(3)),
+        "a silent connection outlived the request timeout"
+    );
+}
