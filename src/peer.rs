@@ -403,6 +403,7 @@ impl PeerLink {
                         return Ok(());
                     }
                 }
+                cx.members.incoming(&name, cx.token.0 as u64);
                 let mine = handshake::nonce();
                 let t = Transcript {
                     dialer: &name,

@@ -882,6 +882,8 @@ impl Server {
                         }
                         if link.dialed {
                             self.members.dial_ended(name, t.0 as u64, now);
+                        } else {
+                            self.members.incoming_ended(name, t.0 as u64, now);
                         }
                     }
                     let _ = self.poll.registry().deregister(&mut link.stream);

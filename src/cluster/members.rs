@@ -22,6 +22,9 @@ pub struct Known {
     pub link: Option<u64>,
     /// The token of our dial in progress, if any.
     pub dialing: Option<u64>,
+    /// The token of a handshake it started with us, if any: no dial then,
+    /// or both links could come up and each side drop the other's.
+    pub incoming: Option<u64>,
     /// The link's replay has arrived (it sent `Synced`).
     pub synced: bool,
     /// A link with it was up before (the next one is a reconnect).
@@ -73,6 +76,7 @@ impl Members {
             listed,
             link: None,
             dialing: None,
+            incoming: None,
             synced: false,
             ever_up: false,
             attempts: 0,
@@ -91,7 +95,7 @@ impl Members {
     pub fn due(&self, now: Instant) -> Vec<(String, SocketAddr)> {
         self.known
             .iter()
-            .filter(|k| k.link.is_none() && k.dialing.is_none())
+            .filter(|k| k.link.is_none() && k.dialing.is_none() && k.incoming.is_none())
             .filter(|k| k.next_dial.is_some_and(|t| t <= now))
             .map(|k| (k.name.clone(), k.addr))
             .collect()
@@ -109,6 +113,25 @@ impl Members {
         if let Some(k) = self.get_mut(name) {
             k.dialing = Some(token);
             k.next_dial = None;
+        }
+    }
+
+    /// A node began a handshake with us (its `Hello`).
+    pub fn incoming(&mut self, name: &str, token: u64) {
+        if let Some(k) = self.get_mut(name) {
+            k.incoming = Some(token);
+        }
+    }
+
+    /// That handshake ended without a link; our own dials may resume.
+    pub fn incoming_ended(&mut self, name: &str, token: u64, now: Instant) {
+        if let Some(k) = self.get_mut(name) {
+            if k.incoming == Some(token) {
+                k.incoming = None;
+                if k.link.is_none() && k.dialing.is_none() {
+                    k.next_dial.get_or_insert(now);
+                }
+            }
         }
     }
 
@@ -136,6 +159,7 @@ impl Members {
         k.ever_up = true;
         k.link = Some(token);
         k.dialing = None;
+        k.incoming = None;
         k.attempts = 0;
         k.failing_since = None;
         k.next_dial = None;
@@ -230,6 +254,24 @@ mod tests {
         assert!(m.all_listed_synced());
         m.link_down("b", 9, t0);
         assert!(m.next_dial().unwrap() - t0 <= Duration::from_millis(250));
+    }
+
+    /// Regression (review): a node that accepted a peer's `Hello` and then
+    /// dialled it too could end with both links up and each side dropping
+    /// one; no dial while the peer's own handshake is under way.
+    #[test]
+    fn no_dial_while_the_peer_is_handshaking_with_us() {
+        let t0 = Instant::now();
+        let mut m = Members::new("a", 7);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        m.learn("b", addr, true, t0);
+        m.incoming("b", 5);
+        assert!(m.due(t0).is_empty());
+        m.incoming_ended("b", 5, t0);
+        assert_eq!(m.due(t0).len(), 1);
+        m.incoming("b", 6);
+        m.link_up("b", 6);
+        assert!(m.get("b").unwrap().incoming.is_none());
     }
 
     #[test]
