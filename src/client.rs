@@ -546,7 +546,11 @@ impl Client {
                 keep
             }
             Route::Cluster => {
-                let resp = Response::new(200, "application/json", cx.presence.json());
+                let presence = Presence {
+                    listeners: cx.listeners.len(),
+                    ..cx.presence.clone()
+                };
+                let resp = Response::new(200, "application/json", presence.json());
                 self.answer(req, resp, since, cx);
                 keep
             }
@@ -615,7 +619,13 @@ impl Client {
             }
             frames = resume.frames;
         }
-        sse::encode(&mut head, None, Some("presence"), &cx.presence.json());
+        // The broadcast presence is refreshed once a second; this stream's
+        // first one counts the stream itself.
+        let presence = Presence {
+            listeners: cx.listeners.len() + 1,
+            ..cx.presence.clone()
+        };
+        sse::encode(&mut head, None, Some("presence"), &presence.json());
         self.output.push(Chunk::Owned(head));
         for f in frames {
             self.output.push(Chunk::Shared(f));
