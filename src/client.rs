@@ -251,6 +251,8 @@ impl Client {
     /// The deadline that fits the state.
     fn arm(&mut self, cx: &mut Ctx) {
         let at = match &self.state {
+            // Held until the node serves, which `sync_nodes_timeout` bounds.
+            State::Head { .. } if self.held => None,
             State::Head { since: Some(t) } => Some(*t + cx.request_timeout),
             // A new connection (or TLS handshake) keeps the request timeout
             // it got at accept: saying nothing is not idling.

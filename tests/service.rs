@@ -1005,3 +1005,31 @@ fn sigterm_while_starting_answers_held_requests() {
     let took = expect_clean_exit(&mut node, signalled, Duration::from_secs(2));
     assert!(took < Duration::from_secs(1), "exit took {took:?}");
 }
+
+/// Regression: a request held while the node waited for its cluster was
+/// dropped without an answer when `--request-timeout-ms` was shorter than
+/// `sync_nodes_timeout` (the held connection kept its request deadline).
+#[test]
+fn held_request_outlives_a_shorter_request_timeout() {
+    let dir = TempDir::new("svc-heldlong");
+    let ma = Member::new("heldlong-a");
+    let absent = Member::new("heldlong-b");
+    let conf = dir.write(
+        "sys.conf",
+        &conf_text(&[&ma, &absent], 1500, "svc-heldlong-cookie"),
+    );
+    let started = Instant::now();
+    let node = Node::start_member(&ma.name, &conf, &["--request-timeout-ms", "400"]);
+    let addr = node.http_addr();
+    let mut c = Conn::plain(addr).unwrap();
+    c.send(&get_bytes(addr, "/")).unwrap();
+    let r = c
+        .read_response(false)
+        .unwrap_or_else(|e| node.fail("held GET / with a short request timeout", e));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1200),
+        "answered at {:?}, before the sync ended",
+        started.elapsed()
+    );
+}
