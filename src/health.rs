@@ -123,6 +123,26 @@ pub fn metrics(s: &Snapshot) -> String {
         "Connections refused at the connection limit.",
         &[("", st.refused_full as f64)],
     );
+    m.counter(
+        "watercooler_streams_opened_total",
+        "SSE streams opened.",
+        &[("", st.streams_opened as f64)],
+    );
+    m.counter(
+        "watercooler_request_timeouts_total",
+        "Requests answered 408: the head or body came too late.",
+        &[("", st.timeouts as f64)],
+    );
+    m.counter(
+        "watercooler_peer_links_established_total",
+        "Peer links that finished the handshake.",
+        &[("", st.peer_links_up as f64)],
+    );
+    m.counter(
+        "watercooler_peer_protocol_errors_total",
+        "Peer links closed for a malformed frame.",
+        &[("", st.peer_protocol_errors as f64)],
+    );
     m.gauge(
         "watercooler_peer_links_up",
         "Peer links with a finished handshake.",

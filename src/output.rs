@@ -122,13 +122,6 @@ impl Output {
             self.rest = VecDeque::new();
         }
     }
-
-    pub fn clear(&mut self) {
-        self.head = None;
-        self.rest = VecDeque::new();
-        self.offset = 0;
-        self.len = 0;
-    }
 }
 
 #[cfg(test)]

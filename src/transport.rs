@@ -159,14 +159,6 @@ impl Transport {
         matches!(self, Transport::Tls(_))
     }
 
-    /// True while a TLS handshake is unfinished.
-    pub fn handshaking(&self) -> bool {
-        match self {
-            Transport::Plain => false,
-            Transport::Tls(conn) => conn.is_handshaking(),
-        }
-    }
-
     /// True when rustls has records to send that `write` has not flushed.
     pub fn wants_write(&self) -> bool {
         match self {
