@@ -20,4 +20,5 @@ pub mod sse;
 pub mod stats;
 pub mod timer;
 pub mod tls;
+pub mod tls_session;
 pub mod transport;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -34,6 +34,7 @@ use crate::routes::Site;
 use crate::sse;
 use crate::stats::Stats;
 use crate::timer::Timers;
+use crate::tls_session::TlsSession;
 use crate::transport::Transport;
 use crate::{debug, info, warn};
 
@@ -669,8 +670,8 @@ impl Server {
     fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr, secure: bool, now: Instant) {
         let _ = stream.set_nodelay(true);
         let transport = if secure {
-            match ServerConnection::new(self.tls.clone()) {
-                Ok(conn) => Transport::Tls(Box::new(conn)),
+            match TlsSession::new(self.tls.clone()) {
+                Ok(session) => Transport::Tls(Box::new(session)),
                 Err(e) => {
                     warn!("{peer} tls setup failed: {e}");
                     return;

@@ -6,13 +6,13 @@
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 
 use mio::net::TcpStream;
-use rustls::ServerConnection;
 
 use crate::output::{Output, MAX_SLICES};
+use crate::tls_session::TlsSession;
 
 pub enum Transport {
     Plain,
-    Tls(Box<ServerConnection>),
+    Tls(Box<TlsSession>),
 }
 
 /// What a read found besides bytes.
@@ -25,10 +25,6 @@ pub enum ReadEnd {
     /// The peer closed (or TLS close_notify).
     Eof,
 }
-
-/// Most plaintext rustls may hold for sending; the rest waits in `Output`
-/// where frames are shared, not copied.
-const TLS_SEND_WINDOW: usize = 16 * 1024;
 
 impl Transport {
     /// Reads into `into` until drained, end of stream, or `into.len() >= limit`.
@@ -55,42 +51,7 @@ impl Transport {
                     Err(e) => return Err(e),
                 }
             },
-            Transport::Tls(conn) => {
-                let mut eof = false;
-                loop {
-                    // Plaintext first: rustls buffers it and we may have stopped at `limit`.
-                    loop {
-                        if into.len() >= limit {
-                            return Ok(ReadEnd::Full);
-                        }
-                        let want = scratch.len().min(limit - into.len());
-                        match conn.reader().read(&mut scratch[..want]) {
-                            Ok(0) => return Ok(ReadEnd::Eof),
-                            Ok(n) => into.extend_from_slice(&scratch[..n]),
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                                return Ok(ReadEnd::Eof)
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    if eof {
-                        return Ok(ReadEnd::Eof);
-                    }
-                    match conn.read_tls(stream) {
-                        Ok(0) => eof = true,
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(ReadEnd::Drained),
-                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(e),
-                    }
-                    if let Err(e) = conn.process_new_packets() {
-                        // Tell the peer why (an alert) before we close.
-                        let _ = conn.write_tls(stream);
-                        return Err(io::Error::new(ErrorKind::InvalidData, e));
-                    }
-                }
-            }
+            Transport::Tls(tls) => tls.read(stream, scratch, into, limit),
         }
     }
 
@@ -121,37 +82,14 @@ impl Transport {
                 }
                 Ok(true)
             }
-            Transport::Tls(conn) => loop {
-                while conn.wants_write() {
-                    match conn.write_tls(stream) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                if out.is_empty() || conn.is_handshaking() {
-                    return Ok(out.is_empty());
-                }
-                let mut moved = 0;
-                while moved < TLS_SEND_WINDOW && !out.is_empty() {
-                    let front = out.front();
-                    let take = front.len().min(TLS_SEND_WINDOW - moved);
-                    let n = conn.writer().write(&front[..take])?;
-                    if n == 0 {
-                        break;
-                    }
-                    out.consume(n);
-                    moved += n;
-                }
-            },
+            Transport::Tls(tls) => tls.write(stream, out),
         }
     }
 
     /// TLS: queue a close_notify (sent by the next `write`). Plain: nothing.
     pub fn close_notify(&mut self) {
-        if let Transport::Tls(conn) = self {
-            conn.send_close_notify();
+        if let Transport::Tls(tls) = self {
+            tls.close_notify();
         }
     }
 
@@ -163,7 +101,7 @@ impl Transport {
     pub fn wants_write(&self) -> bool {
         match self {
             Transport::Plain => false,
-            Transport::Tls(conn) => conn.wants_write(),
+            Transport::Tls(tls) => tls.wants_write(),
         }
     }
 }

@@ -200,3 +200,77 @@ fn same_origin_publish_over_tls() {
         .unwrap_or_else(|e| node.fail("TLS publish", e));
     assert_eq!(r.status, 403, "{r:?}");
 }
+
+/// A text of `len` characters that says where it is, so a lost, repeated
+/// or reordered slice of it cannot compare equal.
+fn marked(tag: &str, len: usize) -> String {
+    let mut s = String::with_capacity(len + 16);
+    let mut i = 0;
+    while s.len() < len {
+        s.push_str(&format!("{tag}.{i} "));
+        i += 1;
+    }
+    s.truncate(len);
+    s
+}
+
+#[test]
+fn big_posts_and_a_big_replay_cross_many_tls_records() {
+    // A 50 KB publish spans several TLS records and reads; a resume of 1.2 MB
+    // spans many 16 KiB send rounds and outlasts the socket buffers.
+    let node = Node::start(&["--max-message", "60000", "--history", "100"]);
+    let mut first = node.listen(&[]);
+    node.publish_ok("first");
+    let id = first.expect_event("first").id.expect("an id");
+    let mut c = node.connect_tls();
+    let big = marked("big", 50_000);
+    let r = c
+        .publish(&big)
+        .unwrap_or_else(|e| node.fail("50 KB TLS publish", e));
+    assert_eq!(r.status, 303, "{r:?}");
+    let mut want = vec![big];
+    for i in 0..40 {
+        let m = marked(&format!("m{i}"), 30_000);
+        let r = c
+            .publish(&m)
+            .unwrap_or_else(|e| node.fail("TLS publish", e));
+        assert_eq!(r.status, 303, "{r:?}");
+        want.push(m);
+    }
+    // The client reads nothing for a while: the node must wait, not drop.
+    let mut l = node.listen_tls(&[("Last-Event-ID", &id)]);
+    thread::sleep(Duration::from_millis(300));
+    for (i, w) in want.iter().enumerate() {
+        let e = l.expect_event(&format!("replayed message {i}"));
+        assert!(
+            e.data == *w,
+            "message {i} differs: {} bytes, starts {:?}",
+            e.data.len(),
+            &e.data[..e.data.len().min(40)]
+        );
+    }
+    // The same connection still carries live messages.
+    node.publish_ok("live");
+    assert_eq!(l.expect_event("live").data, "live");
+}
+
+#[test]
+fn shutdown_ends_a_tls_stream_with_close_notify() {
+    let node = Node::start(&[]);
+    let mut l = node.listen_tls(&[]);
+    node.publish_ok("before");
+    assert_eq!(l.expect_event("before").data, "before");
+    node.signal(libc::SIGTERM);
+    // rustls reports a clean close_notify as Ok(0) and a bare TCP close as
+    // UnexpectedEof.
+    let mut chunk = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "stream not ended after SIGTERM");
+        match std::io::Read::read(&mut l.conn.stream, &mut chunk) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => panic!("TLS stream ended without close_notify: {e}"),
+        }
+    }
+}
