@@ -7,7 +7,8 @@
 #
 # Builds the release server and loadgen, installs nginx + libnginx-mod-nchan
 # with apt-get if missing, starts a fresh server for every scenario (loopback
-# only, server pinned to core 0, loadgen to core 1), prints one table and
+# only, server pinned to core 0, loadgen to core 1; f runs 1,000 then 100
+# listeners on one cluster, recorded as f and f100), prints one table and
 # appends the raw loadgen JSON lines to bench/results/DATE.jsonl.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ for arg in "$@"; do
     case "$arg" in
         --quick) SCALE=10 ;;
         a|b|c|d|e|f) SCENARIOS+=("$arg") ;;
-        -h|--help) sed -n 2,11p "$0"; exit 0 ;;
+        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $arg (scenarios a-f, --quick)" >&2; exit 2 ;;
     esac
 done
@@ -208,7 +209,7 @@ loadgen() {
     fi
     [ -s "$out.err" ] && log "($scen) $srv: loadgen said: $(head -c 300 "$out.err" | tr '\n' ' ')"
     record "$scen" "$srv" "$json"
-    jq -r '"  connected \(.listeners_connected)/\(.listeners_requested) in \(.connect_time_s) s, lost \(.lost), p50 \(.latency_p50_ms) ms, p99 \(.latency_p99_ms) ms, \(.deliveries_per_s) deliveries/s, RSS/listener \(.rss_per_listener_bytes) B"' <<<"$json" >&2
+    jq -r '"  connected \(.listeners_connected)/\(.listeners_requested) in \(.connect_time_s) s, lost \(.lost), p50 \(.latency_p50_ms) ms, p99 \(.latency_p99_ms) ms (first delivery p99 \(.first_delivery_p99_ms) ms, spread p99 \(.spread_p99_ms) ms), \(.deliveries_per_s) deliveries/s, RSS/listener \(.rss_per_listener_bytes) B"' <<<"$json" >&2
 }
 
 not_applicable() { record "$1" "$2" "$(jq -nc --arg r "$3" '{na:$r}')"; log "($1) $2: n/a ($3)"; }
@@ -268,14 +269,24 @@ scenario_d() {
     not_applicable d nchan "50,000 listeners need 3 processes under the $NOFILE-fd limit: one nginx worker cannot hold them, and nchan has no multi-node mode without Redis"
 }
 
+# cross_node SCENARIO LISTENERS: listeners on node2, publishing on node1.
+cross_node() {
+    loadgen "$1" watercooler --mode watercooler --listen "${NODE_HTTP[2]}/listen" \
+        --publish "${NODE_HTTP[1]}/publish" --listeners "$2" --messages "$(n 200 20)" \
+        --rate 100 --server-pid "${NODE_PID[1]}" --server-pid "${NODE_PID[2]}"
+}
+
+# (f) twice on one cluster: 1,000 listeners, then 100 (recorded as f100), so
+# that the fan-out's share of the latency shows next to the cross-node hop.
 scenario_f() {
     start_cluster 2
-    loadgen f watercooler --mode watercooler --listen "${NODE_HTTP[2]}/listen" \
-        --publish "${NODE_HTTP[1]}/publish" --listeners "$(n 1000)" --messages "$(n 200 20)" \
-        --rate 100 --server-pid "${NODE_PID[1]}" --server-pid "${NODE_PID[2]}"
+    cross_node f "$(n 1000)"
+    sleep 1 # node2 closes the first run's listeners before the second connects
+    cross_node f100 "$(n 100 10)"
     server_errors "$WORK/node1.err"; server_errors "$WORK/node2.err"
     stop_all
     not_applicable f nchan "a single nchan instance has no second node"
+    not_applicable f100 nchan "a single nchan instance has no second node"
 }
 
 T0=$SECONDS

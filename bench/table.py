@@ -49,6 +49,13 @@ def get(r, key):
     return r.get(key)
 
 
+def cell(r, key, digits):
+    """A value as printed; blank for a field this record predates."""
+    if isinstance(key, str) and get(r, "mode") is not None and key not in r:
+        return ""
+    return fmt(get(r, key), digits)
+
+
 # (label, key, digits, target text, check(wc_record, nchan_record) -> bool|None)
 def rows_for(s):
     connected = ("listeners connected", lambda r: f"{r['listeners_connected']:,}/{r['listeners_requested']:,}"
@@ -67,8 +74,15 @@ def rows_for(s):
     dps = ("deliveries/s", "deliveries_per_s", 0, "", None)
     cpu = ("server CPU µs/delivery", "server_cpu_us_per_delivery", 2, "", None)
     rss = ("RSS per listener (B)", "rss_per_listener_bytes", 0, "", None)
+    # Per message rather than per delivery: publish to the earliest listener,
+    # and earliest to latest listener (the fan-out of one message).
+    first50 = ("first delivery p50 (ms)", "first_delivery_p50_ms", 2, "", None)
+    first99 = ("first delivery p99 (ms)", "first_delivery_p99_ms", 2, "", None)
+    spread = [("fan-out spread p50 (ms)", "spread_p50_ms", 2, "", None),
+              ("fan-out spread p99 (ms)", "spread_p99_ms", 2, "", None)]
+    per_message = [first50, first99] + spread
     if s == "a":
-        return [connected, lost_info, p50, p99_vs, pmax, dps, cpu]
+        return [connected, lost_info, p50, p99_vs, pmax] + per_message + [dps, cpu]
     if s == "b":
         def full_rate(w, n):
             offered = w["listeners_connected"] * w["publish_rate_target"]
@@ -80,24 +94,30 @@ def rows_for(s):
         return [connected,
                 ("publish rate achieved (/s)", "publish_rate_achieved", 1, "", None),
                 ("deliveries/s", "deliveries_per_s", 0, "≥ 95 % offered, ≥ 1.5× nchan", full_rate),
-                lost, p50, p99_vs, pmax, cpu]
+                lost, p50, p99_vs, pmax] + per_message + [cpu]
     if s == "c":
         return [connected, connect_t,
                 ("RSS per listener (B)", "rss_per_listener_bytes", 0, "≤ 2,048",
                  lambda w, n: w["rss_per_listener_bytes"] is not None and w["rss_per_listener_bytes"] <= 2048),
                 ("server RSS idle (KiB)", "server_rss_idle_kib", 0, "", None),
-                lost, p50, p99]
+                lost, p50, p99] + per_message
     if s == "d":
         return [connected, connect_t,
                 ("RSS per listener (B, 3 nodes)", "rss_per_listener_bytes", 0, "", None),
-                lost, p50, p99, dps]
+                lost, p50, p99] + per_message + [dps]
     if s == "e":
-        return [connected, connect_t, rss, lost_info, p50, p99, pmax]
-    if s == "f":
+        return [connected, connect_t, rss, lost_info, p50, p99, pmax] + per_message
+    if s in ("f", "f100"):
+        # The 2 ms target, against all deliveries and against the first one
+        # of each message (the publish path and cross-node hop without the
+        # fan-out), so the table shows which of the two meets it.
+        def within_2ms(key):
+            return lambda w, n: None if key not in w else w[key] is not None and w[key] <= 2.0
         return [lost, p50,
-                ("latency p99 (ms)", "latency_p99_ms", 2, "≤ 2 ms",
-                 lambda w, n: w["latency_p99_ms"] is not None and w["latency_p99_ms"] <= 2.0),
-                pmax]
+                ("latency p99 (ms)", "latency_p99_ms", 2, "≤ 2 ms", within_2ms("latency_p99_ms")),
+                pmax, first50,
+                ("first delivery p99 (ms)", "first_delivery_p99_ms", 2, "≤ 2 ms",
+                 within_2ms("first_delivery_p99_ms"))] + spread
     return []
 
 
@@ -108,6 +128,7 @@ TITLES = {
     "d": "(d) 3 nodes, 50,000 listeners, 20 msgs @ 2/s",
     "e": "(e) TLS: 5,000 listeners × 200 msgs @ 100/s",
     "f": "(f) cross-node: 1,000 listeners on node2, publish on node1, 200 @ 100/s",
+    "f100": "(f) cross-node, 100 listeners on node2, publish on node1, 200 @ 100/s",
 }
 
 
@@ -132,7 +153,7 @@ def main():
         lines.append(f"| node | idle node RSS (MiB) | {wr / 1024:.2f} | "
                      f"{'' if nr is None else f'{nr / 1024:.2f}'} | {ratio(wr, nr)} | ≤ 3 | "
                      f"{'yes' if wr <= 3 * 1024 else '**no**'} |")
-    for s in "abcdef":
+    for s in TITLES:
         w, n = recs.get((s, "watercooler")), recs.get((s, "nchan"))
         if w is None and n is None:
             continue
@@ -146,15 +167,15 @@ def main():
             if n is not None and "na" in n:
                 ncell = "n/a" if first else ""
             else:
-                ncell = fmt(nv, digits)
+                ncell = cell(n, key, digits)
             met = None
             if check is not None and get(w, "mode") is not None:
                 try:
-                    met = bool(check(w, n if n is not None and "mode" in n else None))
+                    met = check(w, n if n is not None and "mode" in n else None)
                 except (KeyError, TypeError):
                     met = None
             mcell = "" if met is None else ("yes" if met else "**no**")
-            lines.append(f"| {title if first else ''} | {label} | {fmt(wv, digits)} | {ncell} | "
+            lines.append(f"| {title if first else ''} | {label} | {cell(w, key, digits)} | {ncell} | "
                          f"{ratio(wv, nv)} | {target} | {mcell} |")
             first = False
         for rec, name in ((w, "watercooler"), (n, "nchan")):

@@ -421,11 +421,13 @@ impl Engine {
                 if *state != LState::Streaming {
                     return;
                 }
+                // One receive time per read: every event in these bytes
+                // arrived together.
                 let now = unix_micros();
                 let ended = body.feed(rest, &mut |d| {
                     sse.feed(d, &mut |text| match parse_text(text) {
                         Some((seq, sent)) if seq < messages => {
-                            tally.record(order.see(seq), now, sent)
+                            tally.record(order.see(seq), seq, now, sent)
                         }
                         _ => tally.foreign += 1,
                     })

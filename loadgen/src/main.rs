@@ -1,13 +1,17 @@
 //! `loadgen`: opens N SSE listeners on one or more loopback servers, publishes
 //! M numbered, timestamped messages at rate R to one of them, and reports
 //! connects, server memory and CPU, delivery (lost, duplicated, out of
-//! order) and latency, as a table and one `JSON {...}` line. One thread, one
+//! order) and latency, as a table and one `JSON {...}` line. Latency is
+//! reported per delivery and, per message, as the first delivery (publish to
+//! the earliest listener) and the spread (earliest to latest listener: the
+//! fan-out). Receive times are taken once per socket read. One thread, one
 //! mio loop per process; when N exceeds what one process may open (the
 //! RLIMIT_NOFILE hard limit), it re-runs itself as `--child` processes that
 //! each hold a share of the listeners and speak a line protocol on their
 //! stdin/stdout: the child prints `READY ...` once connected, the parent
 //! publishes, writes `END <published>`, and the child drains and prints one
-//! `STATS ...` line (with its latency histogram) that the parent merges.
+//! `STATS ...` line (with its latency histogram and each message's first and
+//! last delivery) that the parent merges.
 //! Everything is bounded: connect timeout, publish deadline, drain timeout,
 //! and an overall deadline. Exit 0 with a report, 2 on setup errors.
 
@@ -324,7 +328,7 @@ fn run(a: &Args) -> Result<(), String> {
                 .all(|p| p.eof || p.lines.iter().any(|l| l.starts_with("STATS")))
         })?;
         for (k, p) in eng.pipes.iter().enumerate() {
-            match p.lines.iter().find_map(|l| Tally::decode(l)) {
+            match p.lines.iter().find_map(|l| Tally::decode(l, a.messages)) {
                 Some(t) => tally.merge(&t),
                 None => eprintln!("loadgen: listener process {k} sent no stats"),
             }
@@ -405,6 +409,15 @@ impl Report {
         let ms = |us: u64| {
             if t.latency.total > 0 {
                 Float(us as f64 / 1000.0, 2)
+            } else {
+                Missing
+            }
+        };
+        let first = t.fanout.first_delivery();
+        let spread = t.fanout.spread();
+        let per_message = |h: &stats::Histogram, q: f64| {
+            if h.total > 0 {
+                Float(h.quantile(q) as f64 / 1000.0, 2)
             } else {
                 Missing
             }
@@ -500,6 +513,26 @@ impl Report {
                     ms(t.latency.quantile(0.99)),
                 ),
                 ("latency_max_ms", "latency max (ms)", ms(t.latency.max)),
+                (
+                    "first_delivery_p50_ms",
+                    "first delivery p50 (ms)",
+                    per_message(&first, 0.50),
+                ),
+                (
+                    "first_delivery_p99_ms",
+                    "first delivery p99 (ms)",
+                    per_message(&first, 0.99),
+                ),
+                (
+                    "spread_p50_ms",
+                    "fan-out spread p50 (ms)",
+                    per_message(&spread, 0.50),
+                ),
+                (
+                    "spread_p99_ms",
+                    "fan-out spread p99 (ms)",
+                    per_message(&spread, 0.99),
+                ),
                 ("deliveries_per_s", "deliveries per s", per_s),
                 ("server_cpu_s", "server CPU (s)", cpu),
                 (

@@ -2,8 +2,10 @@
 //! (exact below 2 ms, within 0.1 % above, so per-process histograms merge
 //! without keeping raw samples), per-listener order tracking (duplicates and
 //! out-of-order arrivals told apart exactly, with a list of gaps instead of a
-//! bitmap), the `Tally` a listener process reports to its parent as one text
-//! line, and the server figures read from `/proc`.
+//! bitmap), each message's first and last delivery (the fan-out of one
+//! message, kept per message and merged by min/max, never by averaging
+//! percentiles), the `Tally` a listener process reports to its parent as one
+//! text line, and the server figures read from `/proc`.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -166,6 +168,104 @@ impl Order {
     }
 }
 
+/// Publish-to-receive latency of one message's earliest and latest delivery
+/// over all listeners, in microseconds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Span {
+    pub first: u64,
+    pub last: u64,
+}
+
+/// The `Span` of every message delivered at least once, indexed by sequence
+/// number. The caller keeps sequence numbers below the message count, so
+/// this stays O(messages) however many listeners there are.
+#[derive(Default, Clone)]
+pub struct Fanout {
+    spans: Vec<Option<Span>>,
+}
+
+impl Fanout {
+    /// One delivery of message `seq`, `latency_us` after it was sent.
+    pub fn record(&mut self, seq: u32, latency_us: u64) {
+        self.widen(
+            seq as usize,
+            Span {
+                first: latency_us,
+                last: latency_us,
+            },
+        );
+    }
+
+    fn widen(&mut self, i: usize, s: Span) {
+        if i >= self.spans.len() {
+            self.spans.resize(i + 1, None);
+        }
+        let slot = &mut self.spans[i];
+        *slot = Some(match *slot {
+            None => s,
+            Some(o) => Span {
+                first: o.first.min(s.first),
+                last: o.last.max(s.last),
+            },
+        });
+    }
+
+    /// Another process's listeners: earliest of the firsts, latest of the
+    /// lasts, per message.
+    pub fn merge(&mut self, other: &Fanout) {
+        for (i, s) in other.spans.iter().enumerate() {
+            if let Some(s) = *s {
+                self.widen(i, s);
+            }
+        }
+    }
+
+    /// Publish to the first listener's receipt, one sample per message.
+    pub fn first_delivery(&self) -> Histogram {
+        self.histogram(|s| s.first)
+    }
+
+    /// Last minus first delivery of the same message, one sample per message.
+    pub fn spread(&self) -> Histogram {
+        self.histogram(|s| s.last - s.first)
+    }
+
+    fn histogram(&self, f: impl Fn(&Span) -> u64) -> Histogram {
+        let mut h = Histogram::default();
+        for s in self.spans.iter().flatten() {
+            h.record(f(s));
+        }
+        h
+    }
+
+    /// `seq:first:last,...` for the delivered messages only.
+    pub fn encode(&self) -> String {
+        let parts: Vec<String> = self
+            .spans
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| format!("{i}:{}:{}", s.first, s.last)))
+            .collect();
+        parts.join(",")
+    }
+
+    /// `None` on a malformed entry or a sequence number not below `messages`.
+    pub fn decode(text: &str, messages: u32) -> Option<Fanout> {
+        let mut f = Fanout::default();
+        for p in text.split(',').filter(|p| !p.is_empty()) {
+            let mut it = p.split(':');
+            let seq: u32 = it.next()?.parse().ok()?;
+            let first = it.next()?.parse().ok()?;
+            let last = it.next()?.parse().ok()?;
+            if seq >= messages || first > last || it.next().is_some() {
+                return None;
+            }
+            f.widen(seq as usize, Span { first, last });
+        }
+        Some(f)
+    }
+}
+
 /// Counts from the listener side of one process.
 #[derive(Default, Clone)]
 pub struct Tally {
@@ -183,11 +283,16 @@ pub struct Tally {
     pub foreign: u64,
     pub first_rx_us: u64,
     pub last_rx_us: u64,
+    /// One sample per delivery, duplicates included.
     pub latency: Histogram,
+    /// First and last delivery per message, duplicates excluded.
+    pub fanout: Fanout,
 }
 
 impl Tally {
-    pub fn record(&mut self, seen: Seen, now_us: u64, sent_us: u64) {
+    /// One arrival of message `seq`, sent at `sent_us`, read at `now_us`.
+    pub fn record(&mut self, seen: Seen, seq: u32, now_us: u64, sent_us: u64) {
+        let latency = now_us.saturating_sub(sent_us);
         self.received += 1;
         match seen {
             Seen::New => self.distinct += 1,
@@ -197,11 +302,14 @@ impl Tally {
             }
             Seen::Duplicate => self.duplicated += 1,
         }
+        if !matches!(seen, Seen::Duplicate) {
+            self.fanout.record(seq, latency);
+        }
         if self.first_rx_us == 0 {
             self.first_rx_us = now_us;
         }
         self.last_rx_us = now_us;
-        self.latency.record(now_us.saturating_sub(sent_us));
+        self.latency.record(latency);
     }
 
     pub fn merge(&mut self, o: &Tally) {
@@ -220,19 +328,22 @@ impl Tally {
         }
         self.last_rx_us = self.last_rx_us.max(o.last_rx_us);
         self.latency.merge(&o.latency);
+        self.fanout.merge(&o.fanout);
     }
 
     /// One line, `STATS key=value ...`, for a child to print to its parent.
     pub fn encode(&self) -> String {
         format!(
-            "STATS connected={} failed={} connect_errors={} disconnected={} connect_s={} received={} distinct={} duplicated={} out_of_order={} foreign={} first_rx_us={} last_rx_us={} latency={}",
+            "STATS connected={} failed={} connect_errors={} disconnected={} connect_s={} received={} distinct={} duplicated={} out_of_order={} foreign={} first_rx_us={} last_rx_us={} latency={} fanout={}",
             self.connected, self.failed, self.connect_errors, self.disconnected, self.connect_s,
             self.received, self.distinct, self.duplicated, self.out_of_order, self.foreign,
-            self.first_rx_us, self.last_rx_us, self.latency.encode()
+            self.first_rx_us, self.last_rx_us, self.latency.encode(), self.fanout.encode()
         )
     }
 
-    pub fn decode(line: &str) -> Option<Tally> {
+    /// `None` unless `line` is a whole `STATS` line whose sequence numbers
+    /// are all below `messages`.
+    pub fn decode(line: &str, messages: u32) -> Option<Tally> {
         let rest = line.strip_prefix("STATS ")?;
         let kv: BTreeMap<&str, &str> = rest.split(' ').filter_map(|p| p.split_once('=')).collect();
         let n = |k: &str| kv.get(k).and_then(|v| v.parse::<u64>().ok());
@@ -250,6 +361,7 @@ impl Tally {
             first_rx_us: n("first_rx_us")?,
             last_rx_us: n("last_rx_us")?,
             latency: Histogram::decode(kv.get("latency")?)?,
+            fanout: Fanout::decode(kv.get("fanout")?, messages)?,
         })
     }
 }
@@ -348,8 +460,66 @@ mod tests {
             connect_s: 1.5,
             ..Tally::default()
         };
-        t.record(Seen::New, 2000, 1000);
-        let u = Tally::decode(&t.encode()).unwrap();
-        assert_eq!((u.connected, u.distinct, u.latency.max), (3, 1, 1000));
+        t.record(Seen::New, 0, 2000, 1000);
+        t.record(Seen::New, 2, 2500, 1000);
+        let u = Tally::decode(&t.encode(), 3).unwrap();
+        assert_eq!((u.connected, u.distinct, u.latency.max), (3, 2, 1500));
+        assert_eq!(u.fanout.encode(), "0:1000:1000,2:1500:1500");
+        assert!(
+            Tally::decode(&t.encode(), 2).is_none(),
+            "seq 2 of 2 messages"
+        );
+    }
+
+    #[test]
+    fn fanout_merges_by_min_and_max_per_message() {
+        // Two listener processes: message 0 reaches the first process's
+        // listeners at 300 and 900 µs, the other's at 500 and 1200 µs.
+        let mut a = Tally::default();
+        let mut b = Tally::default();
+        a.record(Seen::New, 0, 1300, 1000);
+        a.record(Seen::New, 0, 1900, 1000);
+        a.record(Seen::New, 1, 5100, 5000);
+        b.record(Seen::New, 0, 1500, 1000);
+        b.record(Seen::New, 0, 2200, 1000);
+        // A duplicate arrives later but is not a delivery to a new listener.
+        b.record(Seen::Duplicate, 0, 9000, 1000);
+        a.merge(&Tally::decode(&b.encode(), 2).unwrap());
+        let spans: Vec<_> = a.fanout.spans.clone();
+        assert_eq!(
+            spans,
+            [
+                Some(Span {
+                    first: 300,
+                    last: 1200
+                }),
+                Some(Span {
+                    first: 100,
+                    last: 100
+                })
+            ]
+        );
+        assert_eq!(a.fanout.first_delivery().quantile(1.0), 300);
+        assert_eq!(a.fanout.spread().quantile(0.5), 0);
+        assert_eq!(a.fanout.spread().quantile(1.0), 900);
+    }
+
+    #[test]
+    fn fanout_decode_refuses_bad_entries() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("", Some("")),
+            ("0:1:2", Some("0:1:2")),
+            ("0:1:2,,3:4:4", Some("0:1:2,3:4:4")),
+            ("4:1:2", None),
+            ("0:2:1", None),
+            ("0:1", None),
+            ("0:1:2:3", None),
+            ("x:1:2", None),
+            ("0:-1:2", None),
+        ];
+        for (text, want) in cases {
+            let got = Fanout::decode(text, 4).map(|f| f.encode());
+            assert_eq!(got.as_deref(), *want, "{text:?}");
+        }
     }
 }
