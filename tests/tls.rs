@@ -274,3 +274,33 @@ fn shutdown_ends_a_tls_stream_with_close_notify() {
         }
     }
 }
+
+#[test]
+fn oversized_and_forged_tls_records_close_only_their_connection() {
+    let node = Node::start(&[]);
+    let mut l = node.listen(&[]);
+    // After a good handshake: a record header claiming 64 KiB (the most is
+    // 16 KiB plus expansion), then one whose authentication tag is forged.
+    let oversized: &[u8] = &[0x17, 0x03, 0x03, 0xff, 0xff, 0, 0, 0];
+    let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x30];
+    forged.extend((0u8..0x30).map(|i| i.wrapping_mul(37)));
+    for (what, bytes) in [("oversized record", oversized), ("forged record", &forged)] {
+        let mut c = node.connect_tls();
+        std::io::Write::write_all(&mut c.stream.sock, bytes).unwrap_or_else(|e| node.fail(what, e));
+        assert!(
+            c.wait_closed(Duration::from_secs(3)),
+            "{what}: connection left open"
+        );
+    }
+    // A record cut short stays pending without holding anyone up.
+    let mut partial = node.connect_tls();
+    std::io::Write::write_all(
+        &mut partial.stream.sock,
+        &[0x17, 0x03, 0x03, 0x00, 0x40, 1, 2],
+    )
+    .unwrap_or_else(|e| node.fail("partial record", e));
+    node.publish_ok("still serving");
+    assert_eq!(l.expect_event("after bad records").data, "still serving");
+    let mut c = node.connect_tls();
+    assert_eq!(get_over(&mut c, &node, "/").status, 200);
+}
