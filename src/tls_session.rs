@@ -6,7 +6,6 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::sync::Arc;
 
-use mio::net::TcpStream;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
 use rustls::unbuffered::{
     ConnectionState, EncodeError, EncryptError, UnbufferedStatus, WriteTraffic,
@@ -18,7 +17,7 @@ use crate::transport::ReadEnd;
 
 /// Most TLS bytes waiting for rustls: a handshake message may span records
 /// up to 64 KiB (rustls's own limit), plus one full record behind it.
-const INCOMING_MAX: usize = 64 * 1024 + 18 * 1024;
+pub const INCOMING_MAX: usize = 64 * 1024 + 18 * 1024;
 
 /// Most plaintext encrypted per round; the rest waits in `Output`, where
 /// frames are shared, not copied.
@@ -26,6 +25,11 @@ const SEND_WINDOW: usize = 16 * 1024;
 
 /// Room for one record's header, content type, padding and tag.
 const RECORD_OVERHEAD: usize = 64;
+
+/// The socket under a session: a non-blocking TCP stream in the node, bytes
+/// in memory in the fuzz target.
+pub trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 pub struct TlsSession {
     conn: UnbufferedServerConnection,
@@ -82,7 +86,7 @@ impl TlsSession {
     /// plaintext goes to `into` and any handshake answer waits for `write`.
     pub fn read(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut impl ReadWrite,
         scratch: &mut [u8],
         into: &mut Vec<u8>,
         limit: usize,
@@ -118,7 +122,7 @@ impl TlsSession {
 
     /// Writes what rustls and `out` have to send. Ok(true) once everything,
     /// handshake records and close_notify included, has left.
-    pub fn write(&mut self, stream: &mut TcpStream, out: &mut Output) -> io::Result<bool> {
+    pub fn write(&mut self, stream: &mut impl ReadWrite, out: &mut Output) -> io::Result<bool> {
         loop {
             if !self.flush(stream)? {
                 return Ok(false);
@@ -139,13 +143,18 @@ impl TlsSession {
         self.close_asked = true;
     }
 
+    /// TLS bytes held for rustls (bounded by `INCOMING_MAX`).
+    pub fn buffered(&self) -> usize {
+        self.incoming.len()
+    }
+
     /// True when records wait to be written (or a close_notify to be made).
     pub fn wants_write(&self) -> bool {
         self.sent < self.outgoing.len() || (self.close_asked && self.open)
     }
 
     /// Writes `outgoing` until it is empty (true) or the socket is full.
-    fn flush(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
+    fn flush(&mut self, stream: &mut impl Write) -> io::Result<bool> {
         while self.sent < self.outgoing.len() {
             match stream.write(&self.outgoing[self.sent..]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
