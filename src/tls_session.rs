@@ -42,8 +42,12 @@ pub struct TlsSession {
     open: bool,
     /// A close_notify was asked for and is not yet encoded.
     close_asked: bool,
+    /// Our close_notify is encoded: rustls is given no more input.
+    close_sent: bool,
     /// The client sent close_notify.
     peer_closed: bool,
+    /// rustls failed: only what is already encoded (its alert) is sent.
+    failed: bool,
 }
 
 /// What `drive` does with the plaintext.
@@ -69,6 +73,60 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, e.to_string())
 }
 
+/// Why rustls did not fill a buffer: too small (it says how much it needs),
+/// or anything else.
+enum Short {
+    Room(usize),
+    Failed(String),
+}
+
+impl From<EncodeError> for Short {
+    fn from(e: EncodeError) -> Short {
+        match e {
+            EncodeError::InsufficientSize(s) => Short::Room(s.required_size),
+            e => Short::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<EncryptError> for Short {
+    fn from(e: EncryptError) -> Short {
+        match e {
+            EncryptError::InsufficientSize(s) => Short::Room(s.required_size),
+            e => Short::Failed(e.to_string()),
+        }
+    }
+}
+
+/// Appends what `make` writes to `outgoing`, starting with room for `guess`
+/// bytes and growing it once if rustls asks for more.
+fn append(
+    outgoing: &mut Vec<u8>,
+    guess: usize,
+    mut make: impl FnMut(&mut [u8]) -> Result<usize, Short>,
+) -> io::Result<()> {
+    let start = outgoing.len();
+    let mut room = guess;
+    loop {
+        outgoing.resize(start + room, 0);
+        match make(&mut outgoing[start..]) {
+            Ok(n) => {
+                outgoing.truncate(start + n);
+                return Ok(());
+            }
+            Err(Short::Room(needed)) if needed > room => room = needed,
+            Err(Short::Room(needed)) => {
+                outgoing.truncate(start);
+                return Err(invalid(format!("TLS record needs {needed} bytes")));
+            }
+            Err(Short::Failed(e)) => {
+                outgoing.truncate(start);
+                return Err(invalid(e));
+            }
+        }
+    }
+}
+
 impl TlsSession {
     pub fn new(config: Arc<ServerConfig>) -> Result<TlsSession, rustls::Error> {
         Ok(TlsSession {
@@ -78,7 +136,9 @@ impl TlsSession {
             sent: 0,
             open: false,
             close_asked: false,
+            close_sent: false,
             peer_closed: false,
+            failed: false,
         })
     }
 
@@ -105,17 +165,24 @@ impl TlsSession {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
+            if self.close_sent || self.failed {
+                // We said goodbye: whatever the client still sends is not
+                // decrypted (rustls could only fail on it) but handed up as
+                // is, so the caller's limit on discarded bytes applies.
+                into.extend_from_slice(&scratch[..n]);
+                continue;
+            }
             self.incoming.extend_from_slice(&scratch[..n]);
-            if let Err(e) = self.drive(Io::Read(into)) {
-                // Tell the client why (rustls queued an alert) before we
-                // close; the bytes that failed are not looked at again.
-                self.incoming = Vec::new();
-                self.encode_alerts();
+            let result = self.drive(Io::Read(into)).and_then(|_| {
+                if self.incoming.len() > INCOMING_MAX {
+                    return Err(invalid("TLS input beyond any record or handshake message"));
+                }
+                Ok(())
+            });
+            if let Err(e) = result {
+                self.fail();
                 let _ = self.flush(stream);
                 return Err(e);
-            }
-            if self.incoming.len() > INCOMING_MAX {
-                return Err(invalid("TLS input beyond any record or handshake message"));
             }
         }
     }
@@ -127,20 +194,30 @@ impl TlsSession {
             if !self.flush(stream)? {
                 return Ok(false);
             }
+            if self.failed {
+                return Ok(true);
+            }
             let close = self.close_asked && out.is_empty();
             if (out.is_empty() && !close) || !self.open {
                 return Ok(out.is_empty());
             }
-            if self.drive(Io::Write(out))? != Stop::CanWrite {
+            match self.drive(Io::Write(out)) {
+                Ok(Stop::CanWrite) => {}
                 // Closed: nothing more can be sent.
-                return Ok(true);
+                Ok(_) => return Ok(true),
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
             }
         }
     }
 
     /// Queues a close_notify, sent by the next `write` after `out` drains.
     pub fn close_notify(&mut self) {
-        self.close_asked = true;
+        if !self.close_sent && !self.failed {
+            self.close_asked = true;
+        }
     }
 
     /// TLS bytes held for rustls (bounded by `INCOMING_MAX`).
@@ -150,7 +227,7 @@ impl TlsSession {
 
     /// True when records wait to be written (or a close_notify to be made).
     pub fn wants_write(&self) -> bool {
-        self.sent < self.outgoing.len() || (self.close_asked && self.open)
+        self.sent < self.outgoing.len() || (self.close_asked && self.open && !self.failed)
     }
 
     /// Writes `outgoing` until it is empty (true) or the socket is full.
@@ -172,147 +249,132 @@ impl TlsSession {
 
     /// Lets rustls use what `incoming` holds: decrypted application data goes
     /// to a read's buffer, handshake records and a write's records to
-    /// `outgoing`. Stops where rustls needs the caller.
+    /// `outgoing`. Stops where rustls needs the caller, or at an error; the
+    /// bytes rustls is done with are dropped from `incoming` either way, as
+    /// its handshake deframer expects.
     fn drive(&mut self, mut io: Io) -> io::Result<Stop> {
-        loop {
-            let UnbufferedStatus { mut discard, state } =
-                self.conn.process_tls_records(&mut self.incoming);
-            let stop = match state.map_err(invalid)? {
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    // Only a read gets here: `read` lets rustls use every
-                    // whole record, so `write` finds none waiting.
-                    let Io::Read(into) = &mut io else {
-                        return Err(invalid("TLS application data outside a read"));
-                    };
-                    while let Some(record) = traffic.next_record() {
-                        let record = record.map_err(invalid)?;
-                        discard += record.discard;
-                        into.extend_from_slice(record.payload);
-                    }
-                    None
-                }
-                ConnectionState::EncodeTlsData(mut encode) => {
-                    let start = self.outgoing.len();
-                    let mut room = RECORD_OVERHEAD;
-                    loop {
-                        self.outgoing.resize(start + room, 0);
-                        match encode.encode(&mut self.outgoing[start..]) {
-                            Ok(n) => {
-                                self.outgoing.truncate(start + n);
-                                break;
-                            }
-                            Err(EncodeError::InsufficientSize(e)) if e.required_size > room => {
-                                room = e.required_size;
-                            }
-                            Err(e) => {
-                                self.outgoing.truncate(start);
-                                return Err(invalid(e));
+        // Bytes at the front of `incoming` that rustls is done with: passing
+        // it what follows is the same as removing them, without moving the
+        // buffer once per record.
+        let mut used = 0;
+        let result = loop {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.incoming[used..]);
+            let mut extra = 0;
+            let step = match state {
+                Err(e) => Err(invalid(e)),
+                Ok(ConnectionState::ReadTraffic(mut traffic)) => match &mut io {
+                    Io::Read(into) => {
+                        let mut read = Ok(None);
+                        while let Some(record) = traffic.next_record() {
+                            match record {
+                                Ok(record) => {
+                                    extra += record.discard;
+                                    into.extend_from_slice(record.payload);
+                                }
+                                Err(e) => {
+                                    read = Err(invalid(e));
+                                    break;
+                                }
                             }
                         }
+                        read
                     }
-                    None
+                    // `read` lets rustls use every whole record, so a write
+                    // never finds one waiting.
+                    Io::Write(_) => Err(invalid("TLS application data outside a read")),
+                },
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    append(&mut self.outgoing, RECORD_OVERHEAD, |buf| {
+                        Ok(encode.encode(buf)?)
+                    })
+                    .map(|()| None)
                 }
                 // The records wait in `outgoing`, ahead of anything later.
-                ConnectionState::TransmitTlsData(transmit) => {
+                Ok(ConnectionState::TransmitTlsData(transmit)) => {
                     transmit.done();
-                    None
+                    Ok(None)
                 }
-                ConnectionState::BlockedHandshake => Some(Stop::NeedInput),
-                ConnectionState::WriteTraffic(mut traffic) => {
+                Ok(ConnectionState::BlockedHandshake) => Ok(Some(Stop::NeedInput)),
+                Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     self.open = true;
-                    if let Io::Write(out) = &mut io {
-                        encrypt(&mut traffic, out, &mut self.outgoing)?;
-                        if self.close_asked && out.is_empty() {
-                            self.close_asked = false;
-                            let start = self.outgoing.len();
-                            self.outgoing.resize(start + RECORD_OVERHEAD, 0);
-                            let made = traffic.queue_close_notify(&mut self.outgoing[start..]);
-                            self.outgoing.truncate(start + made.unwrap_or(0));
+                    match &mut io {
+                        Io::Write(out) => {
+                            let close = &mut self.close_asked;
+                            send(&mut traffic, out, &mut self.outgoing, close).map(|sent_close| {
+                                self.close_sent |= sent_close;
+                                Some(Stop::CanWrite)
+                            })
                         }
+                        Io::Read(_) => Ok(Some(Stop::CanWrite)),
                     }
-                    Some(Stop::CanWrite)
                 }
-                ConnectionState::PeerClosed => {
+                Ok(ConnectionState::PeerClosed) => {
                     self.peer_closed = true;
-                    None
+                    Ok(None)
                 }
-                ConnectionState::Closed => {
+                Ok(ConnectionState::Closed) => {
                     self.peer_closed = true;
-                    Some(Stop::Closed)
+                    Ok(Some(Stop::Closed))
                 }
                 // Early data is never enabled in our ServerConfig.
-                _ => return Err(invalid("unexpected TLS state")),
+                Ok(_) => Err(invalid("unexpected TLS state")),
             };
-            self.incoming.drain(..discard);
-            if let Some(stop) = stop {
-                if self.incoming.is_empty() {
-                    self.incoming = Vec::new();
-                }
-                return Ok(stop);
+            used += discard + extra;
+            match step {
+                Ok(None) => continue,
+                Ok(Some(stop)) => break Ok(stop),
+                Err(e) => break Err(e),
             }
+        };
+        self.incoming.drain(..used);
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
         }
+        result
     }
 
-    /// After an error: encode the alert rustls queued, if any.
-    fn encode_alerts(&mut self) {
-        for _ in 0..4 {
-            match self.drive_alert() {
-                Some(()) => continue,
-                None => return,
-            }
-        }
-    }
-
-    fn drive_alert(&mut self) -> Option<()> {
+    /// After an error: encode the alert rustls queued, if any, and use no
+    /// more input. rustls hands out queued records before it parses input
+    /// again, and it is asked once only, so a record that failed is never
+    /// parsed (and alerted on) twice.
+    fn fail(&mut self) {
+        self.failed = true;
         let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.incoming);
-        match state.ok()? {
-            ConnectionState::EncodeTlsData(mut encode) => {
-                let start = self.outgoing.len();
-                self.outgoing.resize(start + 256, 0);
-                let n = encode.encode(&mut self.outgoing[start..]).unwrap_or(0);
-                self.outgoing.truncate(start + n);
-                Some(())
-            }
-            ConnectionState::TransmitTlsData(transmit) => {
-                transmit.done();
-                Some(())
-            }
-            _ => None,
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
+            let _ = append(&mut self.outgoing, RECORD_OVERHEAD, |buf| {
+                Ok(encode.encode(buf)?)
+            });
         }
+        self.incoming = Vec::new();
     }
 }
 
 /// Encrypts up to `SEND_WINDOW` bytes of `out` into `outgoing`, one record
-/// per frame.
-fn encrypt(
+/// per frame, then a close_notify if one is asked for and `out` drained.
+/// Returns whether the close_notify was encoded.
+fn send(
     traffic: &mut WriteTraffic<ServerConnectionData>,
     out: &mut Output,
     outgoing: &mut Vec<u8>,
-) -> io::Result<()> {
+    close_asked: &mut bool,
+) -> io::Result<bool> {
     let mut moved = 0;
     while moved < SEND_WINDOW && !out.is_empty() {
         let front = out.front();
         let take = front.len().min(SEND_WINDOW - moved);
-        let start = outgoing.len();
-        let mut room = take + RECORD_OVERHEAD;
-        loop {
-            outgoing.resize(start + room, 0);
-            match traffic.encrypt(&front[..take], &mut outgoing[start..]) {
-                Ok(n) => {
-                    outgoing.truncate(start + n);
-                    break;
-                }
-                Err(EncryptError::InsufficientSize(e)) if e.required_size > room => {
-                    room = e.required_size;
-                }
-                Err(e) => {
-                    outgoing.truncate(start);
-                    return Err(invalid(e));
-                }
-            }
-        }
+        append(outgoing, take + RECORD_OVERHEAD, |buf| {
+            Ok(traffic.encrypt(&front[..take], buf)?)
+        })?;
         out.consume(take);
         moved += take;
     }
-    Ok(())
+    if !*close_asked || !out.is_empty() {
+        return Ok(false);
+    }
+    *close_asked = false;
+    append(outgoing, RECORD_OVERHEAD, |buf| {
+        Ok(traffic.queue_close_notify(buf)?)
+    })?;
+    Ok(true)
 }

@@ -304,3 +304,55 @@ fn oversized_and_forged_tls_records_close_only_their_connection() {
     let mut c = node.connect_tls();
     assert_eq!(get_over(&mut c, &node, "/").status, 200);
 }
+
+#[test]
+fn malformed_handshake_records_are_refused_and_the_node_lives_on() {
+    // Each of these once crashed the node: rustls's handshake deframer keeps
+    // positions into our input buffer, which the error path replaced.
+    let node = Node::start(&[]);
+    let cases: [(&str, &[u8]); 4] = [
+        (
+            "handshake message claiming 64 KiB",
+            &[22, 3, 1, 0, 4, 1, 1, 0, 0],
+        ),
+        (
+            "half a ClientHello, then an alert",
+            &[22, 3, 1, 0, 4, 1, 0, 0, 100, 21, 3, 1, 0, 2, 1, 0],
+        ),
+        (
+            "two bogus handshake messages in one record",
+            &[22, 3, 1, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0],
+        ),
+        ("unknown record type", &[99, 3, 1, 0, 2, 1, 0]),
+    ];
+    for (what, bytes) in cases {
+        let mut c = Conn::plain(node.https_addr()).unwrap_or_else(|e| node.fail(what, e));
+        c.send(bytes).unwrap_or_else(|e| node.fail(what, e));
+        assert!(c.wait_closed(Duration::from_secs(3)), "{what}: left open");
+        let mut t = node.connect_tls();
+        assert_eq!(
+            get_over(&mut t, &node, "/healthz").status,
+            200,
+            "after {what}"
+        );
+    }
+}
+
+#[test]
+fn records_after_our_close_notify_are_dropped_unread() {
+    // A bad request is answered and the connection closed with close_notify;
+    // rustls must not be handed what the client sends after that (a forged
+    // record made it send a second fatal alert, a panic in debug builds).
+    let node = Node::start(&[]);
+    let mut c = node.connect_tls();
+    let r = c
+        .roundtrip(b"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length: x\r\n\r\n")
+        .unwrap_or_else(|e| node.fail("bad request over TLS", e));
+    assert_eq!(r.status, 400, "{r:?}");
+    let mut forged = vec![0x17, 0x03, 0x03, 0x00, 0x30];
+    forged.extend((0u8..0x30).map(|i| i.wrapping_mul(29)));
+    let _ = std::io::Write::write_all(&mut c.stream.sock, &forged);
+    assert!(c.wait_closed(Duration::from_secs(3)), "left open");
+    let mut t = node.connect_tls();
+    assert_eq!(get_over(&mut t, &node, "/healthz").status, 200);
+}
