@@ -15,8 +15,10 @@ use rustls::ServerConfig;
 use crate::output::Output;
 use crate::transport::ReadEnd;
 
-/// Most TLS bytes waiting for rustls: a handshake message may span records
-/// up to 64 KiB (rustls's own limit), plus one full record behind it.
+/// Most TLS bytes waiting for rustls. rustls joins a handshake message of up
+/// to 64 KiB (its own limit) in place, record headers included, so this
+/// holds one sent in records of 1 KiB or more, plus a full record behind it;
+/// a client that splits its ClientHello into tiny records is refused.
 pub const INCOMING_MAX: usize = 64 * 1024 + 18 * 1024;
 
 /// Most plaintext encrypted per round; the rest waits in `Output`, where
@@ -144,6 +146,8 @@ impl TlsSession {
 
     /// Reads until drained, end of stream, or `into.len() >= limit`; the
     /// plaintext goes to `into` and any handshake answer waits for `write`.
+    /// After our close_notify (or a failure) what arrives is not decrypted
+    /// but appended as is: the caller only counts and discards it then.
     pub fn read(
         &mut self,
         stream: &mut impl ReadWrite,
@@ -202,8 +206,14 @@ impl TlsSession {
                 return Ok(out.is_empty());
             }
             match self.drive(Io::Write(out)) {
+                Ok(Stop::CanWrite) if self.close_sent => {
+                    // rustls gets no more input: a record half read stays
+                    // unused, so it need not be kept.
+                    self.incoming = Vec::new();
+                }
                 Ok(Stop::CanWrite) => {}
-                // Closed: nothing more can be sent.
+                // Both sides said close_notify: what is still queued can
+                // never be sent, and the connection is over.
                 Ok(_) => return Ok(true),
                 Err(e) => {
                     self.failed = true;
@@ -337,7 +347,8 @@ impl TlsSession {
     /// After an error: encode the alert rustls queued, if any, and use no
     /// more input. rustls hands out queued records before it parses input
     /// again, and it is asked once only, so a record that failed is never
-    /// parsed (and alerted on) twice.
+    /// parsed (and alerted on) twice. The price: when a KeyUpdate answer was
+    /// queued ahead of the alert, only the KeyUpdate goes out.
     fn fail(&mut self) {
         self.failed = true;
         let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.incoming);
