@@ -61,7 +61,6 @@ enum Io<'a> {
 }
 
 /// Where rustls stopped.
-#[derive(PartialEq)]
 enum Stop {
     /// It needs more bytes from the client.
     NeedInput,
@@ -101,7 +100,7 @@ impl From<EncryptError> for Short {
 }
 
 /// Appends what `make` writes to `outgoing`, starting with room for `guess`
-/// bytes and growing it once if rustls asks for more.
+/// bytes and growing it to what rustls asks for when that is more.
 fn append(
     outgoing: &mut Vec<u8>,
     guess: usize,
@@ -212,9 +211,12 @@ impl TlsSession {
                     self.incoming = Vec::new();
                 }
                 Ok(Stop::CanWrite) => {}
+                // rustls waits for the client (it never does once open):
+                // like the handshake, the output waits for the next read.
+                Ok(Stop::NeedInput) => return Ok(out.is_empty()),
                 // Both sides said close_notify: what is still queued can
                 // never be sent, and the connection is over.
-                Ok(_) => return Ok(true),
+                Ok(Stop::Closed) => return Ok(true),
                 Err(e) => {
                     self.failed = true;
                     return Err(e);
