@@ -3,7 +3,7 @@
 //! holds none (rustls's buffered `ServerConnection` keeps a 4 KiB read buffer
 //! per connection for its whole life).
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::sync::Arc;
 
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
@@ -12,7 +12,7 @@ use rustls::unbuffered::{
 };
 use rustls::ServerConfig;
 
-use crate::output::Output;
+use crate::output::{Output, MAX_SLICES};
 use crate::transport::ReadEnd;
 
 /// Most TLS bytes waiting for rustls. rustls joins a handshake message of up
@@ -21,8 +21,8 @@ use crate::transport::ReadEnd;
 /// a client that splits its ClientHello into tiny records is refused.
 pub const INCOMING_MAX: usize = 64 * 1024 + 18 * 1024;
 
-/// Most plaintext encrypted per round; the rest waits in `Output`, where
-/// frames are shared, not copied.
+/// Most plaintext encrypted per round, and the most one record carries
+/// (2^14); the rest waits in `Output`, where frames are shared, not copied.
 const SEND_WINDOW: usize = 16 * 1024;
 
 /// Room for one record's header, content type, padding and tag.
@@ -363,8 +363,8 @@ impl TlsSession {
     }
 }
 
-/// Encrypts up to `SEND_WINDOW` bytes of `out` into `outgoing`, one record
-/// per frame, then a close_notify if one is asked for and `out` drained.
+/// Encrypts up to `SEND_WINDOW` bytes of `out` into `outgoing` (a frame
+/// alone, or the frames that wait together as one record), then a close_notify if one is asked for and `out` drained.
 /// Returns whether the close_notify was encoded.
 fn send(
     traffic: &mut WriteTraffic<ServerConnectionData>,
@@ -374,11 +374,33 @@ fn send(
 ) -> io::Result<bool> {
     let mut moved = 0;
     while moved < SEND_WINDOW && !out.is_empty() {
+        let window = SEND_WINDOW - moved;
         let front = out.front();
-        let take = front.len().min(SEND_WINDOW - moved);
-        append(outgoing, take + RECORD_OVERHEAD, |buf| {
-            Ok(traffic.encrypt(&front[..take], buf)?)
-        })?;
+        let take = if front.len() >= window || out.single().is_some() {
+            let take = front.len().min(window);
+            append(outgoing, take + RECORD_OVERHEAD, |buf| {
+                Ok(traffic.encrypt(&front[..take], buf)?)
+            })?;
+            take
+        } else {
+            // Several frames wait (a listener behind): one record for as
+            // many as fit, so fewer seals and record headers, and fewer of
+            // TLS 1.2's 2^24 records per connection.
+            let mut plain = Vec::with_capacity(out.len().min(window));
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let n = out.slices(&mut slices);
+            for s in &slices[..n] {
+                let room = window - plain.len();
+                plain.extend_from_slice(&s[..s.len().min(room)]);
+                if plain.len() == window {
+                    break;
+                }
+            }
+            append(outgoing, plain.len() + RECORD_OVERHEAD, |buf| {
+                Ok(traffic.encrypt(&plain, buf)?)
+            })?;
+            plain.len()
+        };
         out.consume(take);
         moved += take;
     }
