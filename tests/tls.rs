@@ -218,7 +218,7 @@ fn marked(tag: &str, len: usize) -> String {
 fn big_posts_and_a_big_replay_cross_many_tls_records() {
     // A 50 KB publish spans several TLS records and reads; a resume of 1.2 MB
     // spans many 16 KiB send rounds and outlasts the socket buffers.
-    let node = Node::start(&["--max-message", "60000", "--history", "100"]);
+    let node = Node::start(&["--max-message", "60000", "--history", "200"]);
     let mut first = node.listen(&[]);
     node.publish_ok("first");
     let id = first.expect_event("first").id.expect("an id");
@@ -231,6 +231,15 @@ fn big_posts_and_a_big_replay_cross_many_tls_records() {
     let mut want = vec![big];
     for i in 0..40 {
         let m = marked(&format!("m{i}"), 30_000);
+        let r = c
+            .publish(&m)
+            .unwrap_or_else(|e| node.fail("TLS publish", e));
+        assert_eq!(r.status, 303, "{r:?}");
+        want.push(m);
+    }
+    // Small ones too: replayed together, they share TLS records.
+    for i in 0..100 {
+        let m = format!("small {i}");
         let r = c
             .publish(&m)
             .unwrap_or_else(|e| node.fail("TLS publish", e));
