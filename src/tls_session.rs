@@ -15,11 +15,12 @@ use rustls::ServerConfig;
 use crate::output::{Output, MAX_SLICES};
 use crate::transport::ReadEnd;
 
-/// Most TLS bytes waiting for rustls. rustls joins a handshake message of up
-/// to 64 KiB (its own limit) in place, record headers included, so this
-/// holds one sent in records of 1 KiB or more, plus a full record behind it;
-/// a client that splits its ClientHello into tiny records is refused.
-pub const INCOMING_MAX: usize = 64 * 1024 + 18 * 1024;
+/// Most TLS bytes waiting for rustls: one partial record (at most 18,437
+/// bytes: a header, 2^14 of content and 2,048 of expansion), or a
+/// ClientHello that spans records. No browser sends a ClientHello near
+/// 16 KiB (rustls would join one up to 64 KiB), so a client stalling
+/// mid-handshake holds at most this much, not 64 KiB.
+pub const INCOMING_MAX: usize = 20 * 1024;
 
 /// Most plaintext encrypted per round, and the most one record carries
 /// (2^14); the rest waits in `Output`, where frames are shared, not copied.

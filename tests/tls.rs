@@ -365,3 +365,25 @@ fn records_after_our_close_notify_are_dropped_unread() {
     let mut t = node.connect_tls();
     assert_eq!(get_over(&mut t, &node, "/healthz").status, 200);
 }
+
+#[test]
+fn a_huge_client_hello_is_refused_before_it_is_whole() {
+    // rustls would join a handshake message of up to 64 KiB; a client that
+    // announces a 40 KB ClientHello and stalls must not get to park that
+    // much with us (the request timeout here is far away).
+    let node = Node::start(&["--request-timeout-ms", "30000"]);
+    let mut c = Conn::plain(node.https_addr()).unwrap_or_else(|e| node.fail("connect", e));
+    let mut first = vec![22, 3, 1, 0x40, 0x00, 1, 0x00, 0x9c, 0x40];
+    first.resize(5 + 16 * 1024, 0x41);
+    let mut second = vec![22, 3, 1, 0x40, 0x00];
+    second.resize(5 + 16 * 1024, 0x42);
+    c.send(&first)
+        .unwrap_or_else(|e| node.fail("first record", e));
+    let _ = c.send(&second);
+    assert!(
+        c.wait_closed(Duration::from_secs(3)),
+        "a stalled 40 KB ClientHello was kept"
+    );
+    let mut t = node.connect_tls();
+    assert_eq!(get_over(&mut t, &node, "/healthz").status, 200);
+}
