@@ -1,7 +1,8 @@
 //! One server TLS session on rustls's unbuffered API. We own both byte
 //! buffers, so they exist only while bytes are in flight: an idle listener
 //! holds none (rustls's buffered `ServerConnection` keeps a 4 KiB read buffer
-//! per connection for its whole life).
+//! per connection for its whole life). The socket is any `Read + Write`: a
+//! non-blocking TCP stream in the node, bytes in memory in the fuzz target.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::sync::Arc;
@@ -28,11 +29,6 @@ const SEND_WINDOW: usize = 16 * 1024;
 
 /// Room for one record's header, content type, padding and tag.
 const RECORD_OVERHEAD: usize = 64;
-
-/// The socket under a session: a non-blocking TCP stream in the node, bytes
-/// in memory in the fuzz target.
-pub trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
 
 pub struct TlsSession {
     conn: UnbufferedServerConnection,
@@ -150,7 +146,7 @@ impl TlsSession {
     /// but appended as is: the caller only counts and discards it then.
     pub fn read(
         &mut self,
-        stream: &mut impl ReadWrite,
+        stream: &mut (impl Read + Write),
         scratch: &mut [u8],
         into: &mut Vec<u8>,
         limit: usize,
@@ -193,7 +189,7 @@ impl TlsSession {
 
     /// Writes what rustls and `out` have to send. Ok(true) once everything,
     /// handshake records and close_notify included, has left.
-    pub fn write(&mut self, stream: &mut impl ReadWrite, out: &mut Output) -> io::Result<bool> {
+    pub fn write(&mut self, stream: &mut impl Write, out: &mut Output) -> io::Result<bool> {
         loop {
             if !self.flush(stream)? {
                 return Ok(false);
