@@ -1,24 +1,21 @@
 //! watercooler: a multi-node chatroom server on one thread and one `mio`
-//! event loop. The pure parts (`http`, `sse`, `room`, `routes`) take bytes
-//! and return values, so they are unit-tested and fuzzed without sockets;
-//! `reactor`, `client` and `transport` own the sockets.
+//! event loop.
+//!
+//! - `reactor`: the loop, the slab of sockets, the ports, every timer;
+//! - `conn`: per-socket state machines (HTTP/1.1) over a plain or TLS
+//!   transport;
+//! - `service`: what requests mean and do, whichever protocol carried them;
+//! - `bus`: how messages reach the other nodes (the mesh of peer links);
+//! - pure cores, unit-tested and fuzzed without sockets: `http` (parsing and
+//!   writing), `sse`, `room` (ids, history, resume), `bus::mesh::wire`.
 
-pub mod assets;
+pub mod bus;
 pub mod cli;
-pub mod client;
-pub mod cluster;
-pub mod health;
+pub mod conn;
 pub mod http;
 pub mod log;
-pub mod output;
-pub mod peer;
-pub mod presence;
 pub mod reactor;
 pub mod room;
-pub mod routes;
+pub mod service;
 pub mod sse;
-pub mod stats;
-pub mod timer;
 pub mod tls;
-pub mod tls_session;
-pub mod transport;

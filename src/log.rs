@@ -63,7 +63,7 @@ pub fn write(level: Level, args: std::fmt::Arguments) {
     let ms = now.subsec_millis();
     let mut err = std::io::stderr().lock();
     if JSON.load(Ordering::Relaxed) {
-        let msg = crate::presence::json_string(&args.to_string());
+        let msg = crate::service::presence::json_string(&args.to_string());
         let _ = writeln!(
             err,
             "{{\"ts\":{}.{ms:03},\"level\":\"{}\",\"msg\":{msg}}}",

@@ -5,9 +5,10 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use watercooler::bus::mesh::config;
 use watercooler::cli::{self, Command, USAGE};
 use watercooler::reactor::Server;
-use watercooler::{cluster, error, info, log, tls};
+use watercooler::{error, info, log, tls};
 
 fn main() -> ExitCode {
     match run() {
@@ -49,7 +50,7 @@ fn run() -> Result<(), String> {
         Some(path) => {
             let shown = path.display().to_string();
             let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
-            Some(cluster::config::parse(&shown, &text, &name)?)
+            Some(config::parse(&shown, &text, &name)?)
         }
     };
     let from_file = opts.cert.is_some();

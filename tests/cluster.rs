@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{conf_text, run, Event, Member, Node, SseClient, TempDir};
-use watercooler::cluster::wire::{self, Frame};
+use watercooler::bus::mesh::wire::{self, Frame};
 
 /// Bound on links forming (dial, handshake, discovery, presence refresh).
 const LINK: Duration = Duration::from_secs(10);

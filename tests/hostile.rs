@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{conf_text, Conn, Member, Node, TempDir, IO_TIMEOUT};
-use watercooler::cluster::handshake::{self, Role, Transcript};
-use watercooler::cluster::wire::{self, Frame, MAC_LEN, NONCE_LEN};
+use watercooler::bus::mesh::handshake::{self, Role, Transcript};
+use watercooler::bus::mesh::wire::{self, Frame, MAC_LEN, NONCE_LEN};
 
 // ---------------------------------------------------------------------------
 // Measuring the node and raw sockets

@@ -13,8 +13,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use watercooler::cluster::handshake::{mac, verify, Role, Transcript};
-use watercooler::cluster::wire::{decode, Frame, MAX_HANDSHAKE_FRAME, NONCE_LEN};
+use watercooler::bus::mesh::handshake::{mac, verify, Role, Transcript};
+use watercooler::bus::mesh::wire::{decode, Frame, MAX_HANDSHAKE_FRAME, NONCE_LEN};
 
 const COOKIE: &str = "change-me";
 const ME: &str = "node1@127.0.0.1";

@@ -17,16 +17,16 @@ fuzz_target!(|data: &[u8]| {
         req.head_len
     );
     assert!(req.head_len <= limits.max_head_bytes);
-    assert!(req.path.starts_with('/'), "path {:?}", req.path);
+    assert!(req.request.path.starts_with('/'), "path {:?}", req.request.path);
     assert!(req.minor_version <= 1);
-    assert!(req.method_name.chars().count() <= 16);
-    assert!(req.target.chars().count() <= 256);
+    assert!(req.request.method_name.chars().count() <= 16);
+    assert!(req.request.target.chars().count() <= 256);
 
     let head = data.get(..req.head_len).unwrap_or(data);
     let again = parse_head(head, &limits);
     let again = again.as_ref().ok().and_then(Option::as_ref);
     assert_eq!(
-        again.map(|r| (r.head_len, &r.path)),
-        Some((req.head_len, &req.path))
+        again.map(|r| (r.head_len, &r.request.path)),
+        Some((req.head_len, &req.request.path))
     );
 });

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use watercooler::cluster::wire::{decode, encode, MAX_FRAME, MAX_HANDSHAKE_FRAME};
+use watercooler::bus::mesh::wire::{decode, encode, MAX_FRAME, MAX_HANDSHAKE_FRAME};
 
 fuzz_target!(|data: &[u8]| {
     let small = decode(data, MAX_HANDSHAKE_FRAME);

@@ -6,9 +6,9 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use watercooler::assets::Assets;
+use watercooler::service::assets::Assets;
 use watercooler::http::{parse_head, HeadLimits};
-use watercooler::routes::{route, Route, Site};
+use watercooler::service::routes::{route, Route, Site};
 
 const MAX_MESSAGE: usize = 64;
 
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let body = data.get(req.head_len..).unwrap_or(&[]);
-    if let Route::Publish(message) = route(&req, body, &site) {
+    if let Route::Publish(message) = route(&req.request, body, &site) {
         assert!(
             message.len() <= MAX_MESSAGE,
             "message of {} bytes",

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
-use watercooler::cluster::config::parse;
+use watercooler::bus::mesh::config::parse;
 
 /// Would `parse` have to ask DNS about a host in this file? Mirrors how
 /// `parse` splits lines and entries; a miss only costs speed, not truth.

@@ -39,9 +39,9 @@ use libfuzzer_sys::fuzz_target;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 use support::*;
-use watercooler::output::{Chunk, Output};
-use watercooler::tls_session::{TlsSession, INCOMING_MAX};
-use watercooler::transport::ReadEnd;
+use watercooler::conn::output::{Chunk, Output};
+use watercooler::conn::tls_session::{TlsSession, INCOMING_MAX};
+use watercooler::conn::io::ReadEnd;
 
 /// One client, one server session, the wire between, and what each side
 /// sent and got.

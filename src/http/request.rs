@@ -1,4 +1,5 @@
-//! The request head parser: bytes in, a `Request` out. httparse checks the
+//! The HTTP/1.1 request head parser: bytes in, a `Head` out (the
+//! protocol-neutral `Request` and how this connection frames it). httparse checks the
 //! syntax (request line, header tokens, no control bytes, no obs-fold); this
 //! module adds what httparse leaves to the server: message framing
 //! (Content-Length vs Transfer-Encoding, RFC 9112 §6), Host, keep-alive,
@@ -8,29 +9,7 @@
 
 use std::fmt;
 
-use super::form::percent_decode;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Head,
-    Post,
-    /// A valid method token that watercooler does not route (PUT, DELETE,
-    /// OPTIONS...): the router answers 405.
-    Other,
-}
-
-impl Method {
-    /// Methods are case-sensitive (RFC 9110 §9.1): "get" is `Other`.
-    fn from_token(token: &str) -> Self {
-        match token {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            _ => Method::Other,
-        }
-    }
-}
+use super::message::{text, trim, Request};
 
 /// How the body after the head is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,33 +39,17 @@ impl Default for HeadLimits {
     }
 }
 
+/// A parsed HTTP/1.1 head: the request, and what only this protocol needs
+/// to know about it (its framing on the connection).
 #[derive(Debug, Clone)]
-pub struct Request {
-    pub method: Method,
-    /// As sent, for logs (at most 16 characters).
-    pub method_name: String,
-    /// The raw request-target, for logs (at most 256 characters).
-    pub target: String,
-    /// The path of the target, percent-decoded; starts with '/'.
-    pub path: String,
-    /// The raw part of the target after '?', not decoded.
-    pub query: Option<String>,
+pub struct Head {
+    pub request: Request,
     /// 0 or 1.
     pub minor_version: u8,
-    /// The Host header, or the authority of an absolute-form target (which
-    /// takes precedence, RFC 9112 §3.2.2).
-    pub host: Option<String>,
     pub body: BodyKind,
     /// HTTP/1.1: true unless a `Connection: close` token; HTTP/1.0: false
     /// unless a `Connection: keep-alive` token.
     pub keep_alive: bool,
-    pub origin: Option<String>,
-    pub last_event_id: Option<String>,
-    /// Repeated headers are joined with ", ".
-    pub if_none_match: Option<String>,
-    pub content_type: Option<String>,
-    /// Repeated headers are joined with ", ".
-    pub accept: Option<String>,
     /// `Expect: 100-continue` on an HTTP/1.1 request.
     pub expect_continue: bool,
     /// Bytes of the head, including any empty lines before the request line
@@ -147,8 +110,6 @@ impl fmt::Display for HeadError {
 
 /// Headers parsed into a stack array up to this many; a larger limit uses the heap.
 const STACK_HEADERS: usize = 64;
-const MAX_METHOD_CHARS: usize = 16;
-const MAX_TARGET_CHARS: usize = 256;
 
 /// Parses the request head at the start of `buf`.
 ///
@@ -157,7 +118,7 @@ const MAX_TARGET_CHARS: usize = 256;
 /// `req.head_len`. `Err(HeadError::TooLarge)` when there is no complete head
 /// within `max_head_bytes`, or more than `max_headers` headers. Only the
 /// first `max_head_bytes` are ever looked at.
-pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<Request>, HeadError> {
+pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<Head>, HeadError> {
     let window = buf.get(..limits.max_head_bytes).unwrap_or(buf);
     let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut heap;
@@ -186,32 +147,23 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<Request>, He
     else {
         return Err(HeadError::Malformed);
     };
-    let target_parts = split_target(target)?;
+    let mut request = Request::new(method, target).map_err(|_| HeadError::Malformed)?;
     let mut fields = Fields::default();
     for header in parsed.headers.iter() {
-        fields.add(header.name, header.value)?;
+        fields.add(&mut request, header.name, header.value)?;
     }
     let body = fields.body_kind(minor_version)?;
-    let host = match (fields.host_count, minor_version) {
+    match (fields.host_count, minor_version) {
         (0, 1) | (2.., _) => return Err(HeadError::MissingHost),
-        _ => target_parts.authority.map(str::to_owned).or(fields.host),
-    };
+        // An absolute-form target's authority wins (RFC 9112 §3.2.2).
+        _ => request.host = request.host.take().or(fields.host),
+    }
     let keep_alive = !fields.close && (minor_version == 1 || fields.keep_alive);
-    Ok(Some(Request {
-        method: Method::from_token(method),
-        method_name: method.chars().take(MAX_METHOD_CHARS).collect(),
-        target: target.chars().take(MAX_TARGET_CHARS).collect(),
-        path: target_parts.path,
-        query: target_parts.query.map(str::to_owned),
+    Ok(Some(Head {
+        request,
         minor_version,
-        host,
         body,
         keep_alive,
-        origin: fields.origin,
-        last_event_id: fields.last_event_id,
-        if_none_match: fields.if_none_match,
-        content_type: fields.content_type,
-        accept: fields.accept,
         expect_continue: fields.expect_continue && minor_version == 1,
         head_len,
     }))
@@ -234,48 +186,6 @@ fn is_later_version(window: &[u8]) -> bool {
     matches!(version, [b'H', b'T', b'T', b'P', b'/', b'2'..=b'9', ..])
 }
 
-struct TargetParts<'a> {
-    path: String,
-    query: Option<&'a str>,
-    authority: Option<&'a str>,
-}
-
-/// Splits an origin-form ("/path?query") or absolute-form
-/// ("http://host/path?query") target. Anything else (asterisk-form,
-/// authority-form, a relative path), a bad escape, decoded bytes that are
-/// not UTF-8, or a decoded NUL is `Malformed`.
-fn split_target(target: &str) -> Result<TargetParts<'_>, HeadError> {
-    let (authority, rest) = if target.starts_with('/') {
-        (None, target)
-    } else {
-        let (scheme, rest) = target.split_once("://").ok_or(HeadError::Malformed)?;
-        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-            return Err(HeadError::Malformed);
-        }
-        let end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, rest) = rest.split_at(end);
-        if authority.is_empty() {
-            return Err(HeadError::Malformed);
-        }
-        (Some(authority), rest)
-    };
-    let (raw_path, query) = match rest.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (rest, None),
-    };
-    let raw_path = if raw_path.is_empty() { "/" } else { raw_path };
-    let decoded = percent_decode(raw_path.as_bytes(), false).map_err(|_| HeadError::Malformed)?;
-    let path = String::from_utf8(decoded).map_err(|_| HeadError::Malformed)?;
-    if !path.starts_with('/') || path.contains('\0') {
-        return Err(HeadError::Malformed);
-    }
-    Ok(TargetParts {
-        path,
-        query,
-        authority,
-    })
-}
-
 /// What the header lines say, gathered one line at a time.
 #[derive(Default)]
 struct Fields {
@@ -287,21 +197,18 @@ struct Fields {
     other_coding: bool,
     close: bool,
     keep_alive: bool,
-    origin: Option<String>,
-    last_event_id: Option<String>,
-    if_none_match: Option<String>,
-    content_type: Option<String>,
-    accept: Option<String>,
     expect_continue: bool,
 }
 
 impl Fields {
-    fn add(&mut self, name: &str, value: &[u8]) -> Result<(), HeadError> {
+    /// Framing and Host are read here; what the service reads goes to
+    /// `request`.
+    fn add(&mut self, request: &mut Request, name: &str, value: &[u8]) -> Result<(), HeadError> {
         let value = trim(value);
         let is = |known: &str| name.eq_ignore_ascii_case(known);
         if is("host") {
             self.host_count += 1;
-            self.host = Some(text(value)?);
+            self.host = Some(text(value).map_err(|_| HeadError::Malformed)?);
         } else if is("content-length") {
             for element in value.split(|&b| b == b',') {
                 let length = decimal(trim(element)).ok_or(HeadError::BadLength)?;
@@ -326,16 +233,10 @@ impl Fields {
             }
         } else if is("expect") {
             self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
-        } else if is("origin") {
-            set_once(&mut self.origin, value)?;
-        } else if is("last-event-id") {
-            set_once(&mut self.last_event_id, value)?;
-        } else if is("content-type") {
-            set_once(&mut self.content_type, value)?;
-        } else if is("if-none-match") {
-            join(&mut self.if_none_match, value)?;
-        } else if is("accept") {
-            join(&mut self.accept, value)?;
+        } else {
+            request
+                .add_field(name, value)
+                .map_err(|_| HeadError::Malformed)?;
         }
         Ok(())
     }
@@ -362,17 +263,6 @@ impl Fields {
     }
 }
 
-/// Trims optional whitespace (SP, HTAB) from both ends.
-fn trim(mut value: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = value {
-        value = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = value {
-        value = rest;
-    }
-    value
-}
-
 /// The non-empty elements of a comma-separated list, trimmed.
 fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -392,40 +282,12 @@ fn decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
-fn text(value: &[u8]) -> Result<String, HeadError> {
-    std::str::from_utf8(value)
-        .map(str::to_owned)
-        .map_err(|_| HeadError::Malformed)
-}
-
-/// For headers that must appear at most once: a repeat is `Malformed`, so
-/// that no two parts of the server can read different values.
-fn set_once(slot: &mut Option<String>, value: &[u8]) -> Result<(), HeadError> {
-    if slot.is_some() {
-        return Err(HeadError::Malformed);
-    }
-    *slot = Some(text(value)?);
-    Ok(())
-}
-
-/// For list-valued headers: repeats are joined with ", " (RFC 9110 §5.3).
-fn join(slot: &mut Option<String>, value: &[u8]) -> Result<(), HeadError> {
-    let value = text(value)?;
-    match slot {
-        Some(joined) => {
-            joined.push_str(", ");
-            joined.push_str(&value);
-        }
-        None => *slot = Some(value),
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::message::Method;
 
-    fn parse(input: &[u8]) -> Result<Option<Request>, HeadError> {
+    fn parse(input: &[u8]) -> Result<Option<Head>, HeadError> {
         parse_head(input, &HeadLimits::default())
     }
 
@@ -452,28 +314,28 @@ mod tests {
     fn valid_heads() {
         let get = parse(GET).ok().flatten();
         let get = get.as_ref();
-        assert_eq!(get.map(|r| r.method), Some(Method::Get));
-        assert_eq!(get.map(|r| r.path.as_str()), Some("/listen"));
-        assert_eq!(get.and_then(|r| r.query.as_deref()), Some("x=1"));
-        assert_eq!(get.map(|r| r.target.as_str()), Some("/listen?x=1"));
+        assert_eq!(get.map(|r| r.request.method), Some(Method::Get));
+        assert_eq!(get.map(|r| r.request.path.as_str()), Some("/listen"));
+        assert_eq!(get.and_then(|r| r.request.query.as_deref()), Some("x=1"));
+        assert_eq!(get.map(|r| r.request.target.as_str()), Some("/listen?x=1"));
         assert_eq!(
-            get.and_then(|r| r.host.as_deref()),
+            get.and_then(|r| r.request.host.as_deref()),
             Some("example.com:8080")
         );
         assert_eq!(
-            get.and_then(|r| r.accept.as_deref()),
+            get.and_then(|r| r.request.accept.as_deref()),
             Some("text/event-stream")
         );
         assert_eq!(
-            get.and_then(|r| r.last_event_id.as_deref()),
+            get.and_then(|r| r.request.last_event_id.as_deref()),
             Some("node1-42")
         );
         assert_eq!(
-            get.and_then(|r| r.if_none_match.as_deref()),
+            get.and_then(|r| r.request.if_none_match.as_deref()),
             Some("\"abc\"")
         );
         assert_eq!(
-            get.and_then(|r| r.origin.as_deref()),
+            get.and_then(|r| r.request.origin.as_deref()),
             Some("http://example.com:8080")
         );
         assert_eq!(
@@ -484,11 +346,11 @@ mod tests {
 
         let post = parse(POST).ok().flatten();
         let post = post.as_ref();
-        assert_eq!(post.map(|r| r.method), Some(Method::Post));
+        assert_eq!(post.map(|r| r.request.method), Some(Method::Post));
         assert_eq!(post.map(|r| r.body), Some(BodyKind::Length(13)));
         assert_eq!(post.map(|r| r.expect_continue), Some(true));
         assert_eq!(
-            post.and_then(|r| r.content_type.as_deref()),
+            post.and_then(|r| r.request.content_type.as_deref()),
             Some("application/x-www-form-urlencoded")
         );
         assert_eq!(post.map(|r| r.head_len), Some(POST.len() - 13));
@@ -496,7 +358,7 @@ mod tests {
         let old = parse(HTTP10).ok().flatten();
         let old = old.as_ref();
         assert_eq!(
-            old.map(|r| (r.minor_version, r.keep_alive, r.host.is_none())),
+            old.map(|r| (r.minor_version, r.keep_alive, r.request.host.is_none())),
             Some((0, true, true))
         );
 
@@ -538,14 +400,14 @@ mod tests {
     /// (name, head, expected field) for heads that parse.
     #[test]
     fn field_table() {
-        type Pick = fn(&Request) -> String;
-        let path: Pick = |r| r.path.clone();
-        let query: Pick = |r| format!("{:?}", r.query);
-        let host: Pick = |r| format!("{:?}", r.host);
+        type Pick = fn(&Head) -> String;
+        let path: Pick = |r| r.request.path.clone();
+        let query: Pick = |r| format!("{:?}", r.request.query);
+        let host: Pick = |r| format!("{:?}", r.request.host);
         let body: Pick = |r| format!("{:?}", r.body);
         let keep: Pick = |r| r.keep_alive.to_string();
-        let method: Pick = |r| format!("{:?} {}", r.method, r.method_name);
-        let accept: Pick = |r| format!("{:?}", r.accept);
+        let method: Pick = |r| format!("{:?} {}", r.request.method, r.request.method_name);
+        let accept: Pick = |r| format!("{:?}", r.request.accept);
         let expect: Pick = |r| r.expect_continue.to_string();
         #[rustfmt::skip]
         let cases: &[(&str, &[u8], Pick, &str)] = &[
@@ -596,8 +458,8 @@ mod tests {
         ]
         .concat();
         let request = parse(&input).ok().flatten();
-        assert_eq!(request.as_ref().map(|r| r.target.len()), Some(256));
-        assert_eq!(request.map(|r| r.path.len()), Some(1001));
+        assert_eq!(request.as_ref().map(|r| r.request.target.len()), Some(256));
+        assert_eq!(request.map(|r| r.request.path.len()), Some(1001));
     }
 
     #[test]

@@ -1,29 +1,18 @@
 //! Plain TCP or rustls under the same three calls (read what is there,
 //! write what is queued, say goodbye), so the HTTP state machine above is the
 //! same on both ports. Everything drains to `WouldBlock`, as mio's
-//! edge-triggered readiness requires.
+//! edge-triggered readiness requires. The stream is any `Read + Write`: a
+//! non-blocking socket in the node, bytes in memory in unit tests.
 
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 
-use mio::net::TcpStream;
-
-use crate::output::{Output, MAX_SLICES};
-use crate::tls_session::TlsSession;
+use super::io::{read_once, ReadEnd};
+use super::output::{Output, MAX_SLICES};
+use super::tls_session::TlsSession;
 
 pub enum Transport {
     Plain,
     Tls(Box<TlsSession>),
-}
-
-/// What a read found besides bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadEnd {
-    /// Everything available was read.
-    Drained,
-    /// `limit` bytes were buffered: call again once they are consumed.
-    Full,
-    /// The peer closed (or TLS close_notify).
-    Eof,
 }
 
 impl Transport {
@@ -32,7 +21,7 @@ impl Transport {
     /// none of its own.
     pub fn read(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut (impl Read + Write),
         scratch: &mut [u8],
         into: &mut Vec<u8>,
         limit: usize,
@@ -43,12 +32,10 @@ impl Transport {
                     return Ok(ReadEnd::Full);
                 }
                 let want = scratch.len().min(limit - into.len());
-                match stream.read(&mut scratch[..want]) {
-                    Ok(0) => return Ok(ReadEnd::Eof),
-                    Ok(n) => into.extend_from_slice(&scratch[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(ReadEnd::Drained),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
+                match read_once(stream, &mut scratch[..want])? {
+                    None => return Ok(ReadEnd::Drained),
+                    Some(0) => return Ok(ReadEnd::Eof),
+                    Some(n) => into.extend_from_slice(&scratch[..n]),
                 }
             },
             Transport::Tls(tls) => tls.read(stream, scratch, into, limit),
@@ -57,7 +44,7 @@ impl Transport {
 
     /// Writes as much of `out` as the socket takes. Ok(true) when everything
     /// (including TLS records and handshake messages) has left.
-    pub fn write(&mut self, stream: &mut TcpStream, out: &mut Output) -> io::Result<bool> {
+    pub fn write(&mut self, stream: &mut impl Write, out: &mut Output) -> io::Result<bool> {
         match self {
             Transport::Plain => {
                 while !out.is_empty() {

@@ -1,39 +1,11 @@
-//! What each request means, without sockets: a parsed request (and its body)
-//! in, a `Route` out — a response to send, a message to publish, or a stream
-//! to open. The client state machine (`client.rs`) does the I/O and the
-//! room (`room.rs`) the publishing; this file is the table of DESIGN.md's
-//! "HTTP" contract.
+//! What each request means, without sockets: a request (and its body) in, a
+//! `Route` out — a response to send, a message to publish, or a stream to
+//! open. The service (`mod.rs`) carries the route out; this file is the
+//! table of the README's "HTTP" section.
 
-use crate::assets::{etag_matches, Assets};
+use super::assets::{etag_matches, Assets};
 use crate::http::form;
-use crate::http::{Method, Request};
-
-#[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
-        Response {
-            status,
-            headers: vec![("content-type", content_type.to_string())],
-            body: body.into(),
-        }
-    }
-
-    /// A short plain-text error, the body saying what was wrong.
-    pub fn error(status: u16, why: &str) -> Response {
-        Response::new(status, "text/plain; charset=utf-8", format!("{why}\n"))
-    }
-
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Response {
-        self.headers.push((name, value.into()));
-        self
-    }
-}
+use crate::http::{Method, Request, Response};
 
 #[derive(Debug)]
 pub enum Route {
@@ -180,10 +152,10 @@ mod tests {
             assets: &assets,
             max_message: 10,
         };
-        let req = parse_head(raw.as_bytes(), &HeadLimits::default())
+        let head = parse_head(raw.as_bytes(), &HeadLimits::default())
             .unwrap()
             .unwrap();
-        route(&req, body.as_bytes(), &site)
+        route(&head.request, body.as_bytes(), &site)
     }
 
     fn status(r: Route) -> u16 {

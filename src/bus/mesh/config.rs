@@ -1,4 +1,4 @@
-//! `sys.conf`, the cluster file (DESIGN.md "sys.conf"): `key = value` lines,
+//! `sys.conf`, the cluster file (the README's "Running a cluster"): `key = value` lines,
 //! `#` comments, entries separated by commas or spaces. The same file serves
 //! every node; a node finds itself in `nodes` by its `--name`, and its
 //! cluster port is that entry's port. Every problem names the file and line.

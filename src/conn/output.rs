@@ -10,13 +10,18 @@ use std::rc::Rc;
 pub enum Chunk {
     Owned(Vec<u8>),
     Shared(Rc<[u8]>),
+    /// Part of a shared frame (`start..end`): what an HTTP/2 stream sends
+    /// when its window takes only part of a frame.
+    Slice(Rc<[u8]>, usize, usize),
 }
 
 impl Chunk {
-    fn bytes(&self) -> &[u8] {
+    /// The bytes of the chunk (an out-of-range slice reads as empty).
+    pub fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Owned(v) => v,
             Chunk::Shared(r) => r,
+            Chunk::Slice(r, start, end) => r.get(*start..*end).unwrap_or(&[]),
         }
     }
 }

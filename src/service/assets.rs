@@ -4,8 +4,8 @@
 
 include!(concat!(env!("OUT_DIR"), "/public_files.rs"));
 
-const HOME: &str = include_str!("../templates/home.html");
-const NOT_FOUND: &str = include_str!("../templates/404.html");
+const HOME: &str = include_str!("../../templates/home.html");
+const NOT_FOUND: &str = include_str!("../../templates/404.html");
 
 pub struct StaticFile {
     pub path: String,

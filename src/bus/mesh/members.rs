@@ -29,6 +29,8 @@ pub struct Known {
     pub synced: bool,
     /// A link with it was up before (the next one is a reconnect).
     pub ever_up: bool,
+    /// Its listeners, as its link last said (0 while unlinked).
+    pub listeners: usize,
     attempts: u32,
     next_dial: Option<Instant>,
     failing_since: Option<Instant>,
@@ -79,6 +81,7 @@ impl Members {
             incoming: None,
             synced: false,
             ever_up: false,
+            listeners: 0,
             attempts: 0,
             next_dial: Some(now),
             failing_since: None,
@@ -174,10 +177,26 @@ impl Members {
             if k.link == Some(token) {
                 k.link = None;
                 k.synced = false;
+                k.listeners = 0;
                 k.next_dial = Some(now + delay);
                 k.failing_since = Some(now);
             }
         }
+    }
+
+    pub fn set_listeners(&mut self, name: &str, listeners: usize) {
+        if let Some(k) = self.get_mut(name) {
+            k.listeners = listeners;
+        }
+    }
+
+    /// The linked nodes and their listeners, for presence.
+    pub fn linked(&self) -> Vec<(String, usize)> {
+        self.known
+            .iter()
+            .filter(|k| k.link.is_some())
+            .map(|k| (k.name.clone(), k.listeners))
+            .collect()
     }
 
     pub fn synced(&mut self, name: &str) {

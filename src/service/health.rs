@@ -7,8 +7,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::presence::{json_string, Presence};
-use crate::stats::Stats;
+use super::presence::{json_string, Presence};
+use super::stats::Stats;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {

@@ -13,8 +13,8 @@ use rustls::unbuffered::{
 };
 use rustls::ServerConfig;
 
-use crate::output::{Output, MAX_SLICES};
-use crate::transport::ReadEnd;
+use super::io::{read_once, ReadEnd};
+use super::output::{Output, MAX_SLICES};
 
 /// Most TLS bytes waiting for rustls: one partial record (at most 18,437
 /// bytes: a header, 2^14 of content and 2,048 of expansion), or a
@@ -158,12 +158,10 @@ impl TlsSession {
             if into.len() >= limit {
                 return Ok(ReadEnd::Full);
             }
-            let n = match stream.read(scratch) {
-                Ok(0) => return Ok(ReadEnd::Eof),
-                Ok(n) => n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(ReadEnd::Drained),
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            let n = match read_once(stream, scratch)? {
+                None => return Ok(ReadEnd::Drained),
+                Some(0) => return Ok(ReadEnd::Eof),
+                Some(n) => n,
             };
             if self.close_sent || self.failed {
                 // We said goodbye: whatever the client still sends is not

@@ -1,0 +1,544 @@
+//! The event loop: one `mio::Poll`, one slab of sockets, one timer queue.
+//! Each turn polls until the next deadline (or not at all when a socket
+//! still has bytes to read), dispatches every event to its socket (which
+//! reports `Step::Keep` or `Step::Close`), fires due timers, then, after the
+//! batch, delivers what the turn produced — new messages to the other nodes
+//! and to every listener, so messages that arrived together leave in one
+//! write — removes closed sockets, and dials what the bus asks for.
+//!
+//! `sockets` (the slab, tokens, one `with_socket`), `listen` (the ports) and
+//! `timers` (every deadline, the node's own included) are its parts; the
+//! connections (`conn`), what requests do (`service`) and how messages reach
+//! other nodes (`bus`) live in their own modules.
+
+mod listen;
+pub mod sockets;
+pub mod timers;
+
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use rustls::ServerConfig;
+use signal_hook_mio::v1_0::Signals;
+
+use crate::bus::mesh::config::ClusterConfig;
+use crate::bus::mesh::link::PeerLink;
+use crate::bus::mesh::{LinkEnd, Mesh};
+use crate::bus::{Bus, Dial};
+use crate::cli::Options;
+use crate::conn::http1::Http1;
+use crate::conn::tls_session::TlsSession;
+use crate::conn::transport::Transport;
+use crate::conn::{Ready, Step};
+use crate::http::response::DateCache;
+use crate::service::health::Phase;
+use crate::service::{Config, Service};
+use crate::{debug, info, warn};
+use listen::{Accepted, Kind, Port};
+use sockets::{Cx, Socket, Sockets};
+use timers::{Deadline, Key, Timers};
+
+/// The token of the signal source (slab keys never reach it).
+const SIGNALS: Token = Token(usize::MAX);
+/// How long accepting pauses when the process is out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
+/// Presence is refreshed (and broadcast when it changed) this often.
+const PRESENCE_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Server {
+    poll: Poll,
+    sockets: Sockets,
+    ports: Vec<Port>,
+    timers: Timers,
+    service: Service,
+    bus: Bus,
+    tls: Arc<ServerConfig>,
+    date: DateCache,
+    /// The one read buffer every socket reads through.
+    scratch: Vec<u8>,
+    /// Sockets to remove after the batch.
+    closing: Vec<Token>,
+    /// Sockets whose reading was cut short: read again before sleeping.
+    pending: Vec<Token>,
+    /// Sockets to flush after a fan-out queued frames for them.
+    touched: Vec<Token>,
+    /// What this turn's ticks made for every listener (heartbeat, presence).
+    broadcast: Vec<Rc<[u8]>>,
+    /// The presence tick came this turn (the peers hear our count then).
+    presence_tick: bool,
+    bus_deadline: Deadline,
+    accept_paused: bool,
+    /// Set by a second signal, or when the drain's time is up.
+    exit: bool,
+    signals: Signals,
+    opts: Options,
+    /// Bound HTTP ports and whether each is the secure one.
+    pub addrs: Vec<(SocketAddr, bool)>,
+    pub cluster_addr: Option<SocketAddr>,
+}
+
+impl Server {
+    pub fn new(
+        opts: Options,
+        tls: Arc<ServerConfig>,
+        cluster: Option<ClusterConfig>,
+    ) -> Result<Server, String> {
+        let now = Instant::now();
+        let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
+        let bus = match cluster {
+            None => Bus::Alone,
+            Some(c) => Bus::Mesh(Box::new(Mesh::new(c, &opts.name, seed(), now))),
+        };
+        let mut binds = vec![
+            (SocketAddr::new(opts.bind, opts.port), Kind::Http),
+            (SocketAddr::new(opts.bind, opts.secure_port), Kind::Https),
+        ];
+        if let Bus::Mesh(m) = &bus {
+            binds.push((SocketAddr::new(opts.bind, m.listen.port()), Kind::Cluster));
+        }
+        let mut ports = Vec::new();
+        for (i, (addr, kind)) in binds.into_iter().enumerate() {
+            let mut port = Port::bind(addr, kind)?;
+            port.register(poll.registry(), i)?;
+            ports.push(port);
+        }
+        let mut signals =
+            Signals::new([libc::SIGTERM, libc::SIGINT]).map_err(|e| format!("signals: {e}"))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| format!("register signals: {e}"))?;
+        let config = Config {
+            max_message: opts.max_message,
+            request_timeout: opts.request_timeout,
+            idle_timeout: opts.idle_timeout,
+        };
+        let mut timers = Timers::default();
+        timers.schedule(now + opts.heartbeat, Key::Heartbeat);
+        timers.schedule(now + PRESENCE_EVERY, Key::Presence);
+        Ok(Server {
+            poll,
+            sockets: Sockets::new(),
+            addrs: ports
+                .iter()
+                .filter(|p| p.kind != Kind::Cluster)
+                .map(|p| (p.addr, p.kind == Kind::Https))
+                .collect(),
+            cluster_addr: ports
+                .iter()
+                .find(|p| p.kind == Kind::Cluster)
+                .map(|p| p.addr),
+            ports,
+            timers,
+            service: Service::new(&opts.name, opts.history, config, now),
+            bus,
+            tls,
+            date: DateCache::new(),
+            scratch: vec![0; 16 * 1024],
+            closing: Vec::new(),
+            pending: Vec::new(),
+            touched: Vec::new(),
+            broadcast: Vec::new(),
+            presence_tick: false,
+            bus_deadline: Deadline::default(),
+            accept_paused: false,
+            exit: false,
+            signals,
+            opts,
+        })
+    }
+
+    /// Runs until shut down by a signal (after draining), or a fatal poll
+    /// error (none is expected).
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            self.start_serving_when_synced(now);
+            if self.finished() {
+                return Ok(());
+            }
+            let timeout = match self.pending.is_empty() {
+                true => self
+                    .timers
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(now)),
+                false => Some(Duration::ZERO),
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                let t = event.token();
+                if t == SIGNALS {
+                    self.on_signal(now);
+                } else if let Some(i) = Port::index(t, self.ports.len()) {
+                    self.accept(i, now);
+                } else {
+                    let readable =
+                        event.is_readable() || event.is_read_closed() || event.is_error();
+                    let ready = Ready {
+                        readable,
+                        writable: event.is_writable(),
+                    };
+                    self.with_socket(t, now, |s, cx| s.ready(ready, cx));
+                }
+            }
+            for t in std::mem::take(&mut self.pending) {
+                self.with_socket(t, now, |s, cx| s.ready(Ready::READ, cx));
+            }
+            self.fire_timers(now);
+            self.deliver(now);
+            self.remove_closed(now);
+            self.dial(now);
+        }
+    }
+
+    /// Runs `f` on the socket `t` with the rest of the node; then applies
+    /// what it reported: close it after the batch, read it again before
+    /// sleeping, and the interest and deadline its state now asks for.
+    fn with_socket(
+        &mut self,
+        t: Token,
+        now: Instant,
+        f: impl FnOnce(&mut Socket, &mut Cx) -> Step,
+    ) {
+        let Some(slot) = self.sockets.get_mut(t) else {
+            return; // closed earlier in this batch, or stale
+        };
+        let mut cx = Cx {
+            now,
+            token: t,
+            scratch: &mut self.scratch,
+            service: &mut self.service,
+            bus: &mut self.bus,
+            date: &mut self.date,
+            more: false,
+        };
+        let step = f(&mut slot.socket, &mut cx);
+        if cx.more {
+            self.pending.push(t);
+        }
+        if step == Step::Close {
+            self.closing.push(t);
+            return;
+        }
+        let interest = slot.socket.interest();
+        if interest != slot.interest {
+            if let Err(e) = self
+                .poll
+                .registry()
+                .reregister(slot.socket.stream(), t, interest)
+            {
+                debug!("reregister failed: {e}");
+                self.closing.push(t);
+                return;
+            }
+            slot.interest = interest;
+        }
+        slot.deadline
+            .set(slot.socket.deadline(), &mut self.timers, Key::Socket(t));
+    }
+
+    /// Registers a new socket and runs its first handler (data may already
+    /// be waiting: edge-triggered, no event will say so).
+    fn add_socket(&mut self, socket: Socket, now: Instant) -> Option<Token> {
+        let interest = socket.interest();
+        let t = self.sockets.next_token();
+        let mut socket = socket;
+        if let Err(e) = self.poll.registry().register(socket.stream(), t, interest) {
+            warn!("register failed: {e}");
+            return None;
+        }
+        let t = self.sockets.insert(socket, interest);
+        self.with_socket(t, now, |s, cx| s.ready(Ready::READ, cx));
+        Some(t)
+    }
+
+    fn accept(&mut self, i: usize, now: Instant) {
+        while !self.accept_paused {
+            let Some(port) = self.ports.get(i) else {
+                return;
+            };
+            let kind = port.kind;
+            let (stream, peer) = match port.accept() {
+                Accepted::Conn(stream, peer) => (stream, peer),
+                Accepted::Drained => return,
+                Accepted::Exhausted(e) => {
+                    warn!("accept paused for {ACCEPT_PAUSE:?}: {e}");
+                    self.accept_paused = true;
+                    self.timers.schedule(now + ACCEPT_PAUSE, Key::Accept);
+                    return;
+                }
+            };
+            self.service.stats.accepted += 1;
+            if self.sockets.len() >= self.opts.max_connections {
+                listen::refuse(kind, stream);
+                self.service.stats.refused_full += 1;
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let socket = match kind {
+                Kind::Cluster => Socket::Peer(Box::new(PeerLink::accept(stream, peer, now))),
+                Kind::Http | Kind::Https => {
+                    let Some(transport) = self.transport(kind, peer) else {
+                        continue;
+                    };
+                    let timeout = self.opts.request_timeout;
+                    Socket::Http(Box::new(Http1::new(stream, transport, peer, now, timeout)))
+                }
+            };
+            let Some(t) = self.add_socket(socket, now) else {
+                continue;
+            };
+            let stats = &mut self.service.stats;
+            match kind {
+                Kind::Cluster => {
+                    stats.open_peers += 1;
+                    self.bus.accepted(t);
+                }
+                Kind::Https => stats.open_tls += 1,
+                Kind::Http => stats.open_plain += 1,
+            }
+        }
+    }
+
+    fn transport(&self, kind: Kind, peer: SocketAddr) -> Option<Transport> {
+        if kind != Kind::Https {
+            return Some(Transport::Plain);
+        }
+        match TlsSession::new(self.tls.clone()) {
+            Ok(session) => Some(Transport::Tls(Box::new(session))),
+            Err(e) => {
+                warn!("{peer} tls setup failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Opens the connections the bus asks for (a non-blocking connect: the
+    /// link learns the outcome when its socket turns writable).
+    fn dial(&mut self, now: Instant) {
+        // A draining node said goodbye: it links to no one again.
+        if self.service.phase == Phase::Draining {
+            return;
+        }
+        for dial in self.bus.due(now) {
+            let Dial { name, addr } = &dial;
+            let token = match TcpStream::connect(*addr) {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    let link = PeerLink::dial(stream, *addr, name, now);
+                    self.add_socket(Socket::Peer(Box::new(link)), now)
+                }
+                Err(e) => {
+                    debug!("dial {name} ({addr}) failed: {e}");
+                    None
+                }
+            };
+            if token.is_some() {
+                self.service.stats.open_peers += 1;
+            }
+            self.bus.dialing(&dial, token, now);
+        }
+        let serving = self.service.phase != Phase::Starting;
+        let next = self.bus.next_deadline(serving);
+        self.bus_deadline.set(next, &mut self.timers, Key::Bus);
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        let mut due = Vec::new();
+        self.timers.expire(now, &mut due);
+        for key in due {
+            match key {
+                Key::Socket(t) => {
+                    let fired = self
+                        .sockets
+                        .get_mut(t)
+                        .is_some_and(|slot| slot.deadline.fired(now, &mut self.timers, key));
+                    if fired {
+                        self.with_socket(t, now, |s, cx| s.expired(cx));
+                    }
+                }
+                Key::Heartbeat => {
+                    self.broadcast.extend(self.service.heartbeat());
+                    self.timers
+                        .schedule(now + self.opts.heartbeat, Key::Heartbeat);
+                }
+                Key::Presence => {
+                    self.presence_tick = true;
+                    let peers = self.bus.peers();
+                    self.broadcast.extend(self.service.refresh_presence(peers));
+                    self.timers.schedule(now + PRESENCE_EVERY, Key::Presence);
+                }
+                // Dials and the cluster wait are looked at every turn; the
+                // entry only wakes the loop.
+                Key::Bus => {
+                    self.bus_deadline.fired(now, &mut self.timers, key);
+                }
+                Key::Accept => {
+                    self.accept_paused = false;
+                    for i in 0..self.ports.len() {
+                        self.accept(i, now);
+                    }
+                }
+                Key::Drain => {
+                    warn!("drain time over: {} connections cut", self.sockets.len());
+                    self.exit = true;
+                }
+            }
+        }
+    }
+
+    /// Delivers what this turn produced: our new messages to the other
+    /// nodes, then every new frame to every listener. Each frame is shared;
+    /// all that a socket has pending leaves in one write.
+    fn deliver(&mut self, now: Instant) {
+        let tick = std::mem::take(&mut self.presence_tick);
+        let frames = self.bus.outgoing(&mut self.service, tick);
+        if !frames.is_empty() {
+            for t in self.bus.links().to_vec() {
+                self.with_socket(t, now, |s, cx| s.send_to_peer(&frames, cx));
+            }
+        }
+        let mut frames = self.service.take_outbox();
+        frames.append(&mut self.broadcast);
+        if frames.is_empty() {
+            return;
+        }
+        let Server {
+            sockets,
+            service,
+            closing,
+            touched,
+            ..
+        } = self;
+        service.stats.deliveries += (frames.len() * service.listeners.len()) as u64;
+        for l in service.listeners.iter() {
+            let Some(slot) = sockets.get_mut(l.conn) else {
+                continue;
+            };
+            if slot.socket.push(l.stream, &frames) == Step::Close {
+                service.stats.evicted += 1;
+                closing.push(l.conn);
+            } else if !slot.touched {
+                slot.touched = true;
+                touched.push(l.conn);
+            }
+        }
+        for t in std::mem::take(&mut self.touched) {
+            if let Some(slot) = self.sockets.get_mut(t) {
+                slot.touched = false;
+            }
+            self.with_socket(t, now, |s, cx| s.flush(cx));
+        }
+    }
+
+    fn remove_closed(&mut self, now: Instant) {
+        while let Some(t) = self.closing.pop() {
+            let Some(slot) = self.sockets.remove(t) else {
+                continue;
+            };
+            let stats = &mut self.service.stats;
+            match slot.socket {
+                Socket::Http(mut c) => {
+                    if c.is_tls() {
+                        stats.open_tls -= 1;
+                    } else {
+                        stats.open_plain -= 1;
+                    }
+                    if let Some(key) = c.listener() {
+                        self.service.leave(key);
+                    }
+                    c.close();
+                    let _ = self.poll.registry().deregister(c.stream());
+                }
+                Socket::Peer(mut link) => {
+                    stats.open_peers -= 1;
+                    let end = LinkEnd {
+                        name: link.name.clone(),
+                        dialed: link.dialed,
+                        was_up: link.was_up,
+                    };
+                    self.bus.closed(t, end, now);
+                    let _ = self.poll.registry().deregister(link.stream());
+                }
+            }
+        }
+    }
+
+    /// The node serves once the bus has synced (every listed node linked
+    /// and sent its replay, or `sync_nodes_timeout` passed: the tutorial's
+    /// sync), so a restarting node fills its history first. Until then
+    /// requests are held (only `/healthz` and `/metrics` answer).
+    fn start_serving_when_synced(&mut self, now: Instant) {
+        if self.service.phase != Phase::Starting || !self.bus.synced(now) {
+            return;
+        }
+        self.bus.log_serving();
+        self.service.phase = Phase::Serving;
+        for t in self.sockets.tokens() {
+            self.with_socket(t, now, |s, cx| s.resume(cx));
+        }
+    }
+
+    /// True when a signal came and false otherwise; a second one exits.
+    fn on_signal(&mut self, now: Instant) {
+        let mut got = false;
+        for sig in self.signals.pending() {
+            info!("signal {sig} received");
+            got = true;
+        }
+        if !got {
+            return;
+        }
+        if self.service.phase == Phase::Draining {
+            warn!("second signal: exiting now");
+            self.exit = true;
+            return;
+        }
+        self.begin_drain(now);
+    }
+
+    /// Stop accepting, tell the peers we leave (so they don't count it as a
+    /// failure), send every stream a last `retry:` hint and end it once
+    /// written, finish requests in flight; `finished` says when all is done.
+    fn begin_drain(&mut self, now: Instant) {
+        self.service.phase = Phase::Draining;
+        self.timers.schedule(now + self.opts.drain, Key::Drain);
+        for mut port in std::mem::take(&mut self.ports) {
+            let _ = self.poll.registry().deregister(&mut port.listener);
+        }
+        info!(
+            "draining: {} listeners, {} connections (at most {:?})",
+            self.service.listeners.len(),
+            self.sockets.len(),
+            self.opts.drain
+        );
+        self.deliver(now);
+        let last = Service::drain_frame();
+        for t in self.sockets.tokens() {
+            self.with_socket(t, now, |s, cx| s.drain(&last, cx));
+        }
+    }
+
+    /// Draining is over: every connection closed, or the time is up.
+    fn finished(&self) -> bool {
+        self.exit || (self.service.phase == Phase::Draining && self.sockets.is_empty())
+    }
+}
+
+/// A seed for dial jitter: differs between nodes and runs.
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
+}

@@ -1,0 +1,260 @@
+//! The slab of sockets and their tokens. A token is a slot's key and its
+//! generation, so an event for a socket that has since been closed can never
+//! reach the one that reuses its slot. Each slot remembers what the loop
+//! registered (interest) and queued (deadline) for its socket, so those are
+//! derived from the socket's state after every handler, in one place.
+//!
+//! `Socket` is the one enum of what a slot holds; its methods give each kind
+//! of connection the context it needs (`Cx` narrowed to an `Env`).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use slab::Slab;
+
+use super::timers::Deadline;
+use crate::bus::mesh::link::{LinkEnv, PeerLink};
+use crate::bus::Bus;
+use crate::conn::http1::{Env, Http1};
+use crate::conn::{Ready, Step};
+use crate::http::response::DateCache;
+use crate::service::Service;
+
+pub enum Socket {
+    Http(Box<Http1<TcpStream>>),
+    Peer(Box<PeerLink<TcpStream>>),
+}
+
+pub struct Slot {
+    generation: u32,
+    /// What is registered with the poll for it.
+    pub interest: Interest,
+    pub deadline: Deadline,
+    /// Already on the loop's list of sockets to flush after a fan-out.
+    pub touched: bool,
+    pub socket: Socket,
+}
+
+/// Everything a handler may reach besides its own socket.
+pub struct Cx<'a> {
+    pub now: Instant,
+    pub token: Token,
+    pub scratch: &'a mut [u8],
+    pub service: &'a mut Service,
+    pub bus: &'a mut Bus,
+    pub date: &'a mut DateCache,
+    /// The handler stopped reading with bytes possibly left: the loop
+    /// calls `ready` again before it sleeps.
+    pub more: bool,
+}
+
+impl Cx<'_> {
+    fn http(&mut self, f: impl FnOnce(&mut Env) -> Step) -> Step {
+        let mut env = Env {
+            now: self.now,
+            token: self.token,
+            scratch: self.scratch,
+            service: self.service,
+            date: self.date,
+            more: false,
+        };
+        let step = f(&mut env);
+        self.more |= env.more;
+        step
+    }
+
+    fn link(&mut self, f: impl FnOnce(&mut LinkEnv) -> Step) -> Step {
+        let Bus::Mesh(mesh) = self.bus else {
+            // A link exists only on a mesh.
+            return Step::Close;
+        };
+        let mut env = LinkEnv {
+            now: self.now,
+            token: self.token,
+            scratch: self.scratch,
+            service: self.service,
+            mesh,
+            more: false,
+        };
+        let step = f(&mut env);
+        self.more |= env.more;
+        step
+    }
+}
+
+impl Socket {
+    pub fn stream(&mut self) -> &mut TcpStream {
+        match self {
+            Socket::Http(c) => c.stream(),
+            Socket::Peer(p) => p.stream(),
+        }
+    }
+
+    /// Interest follows state: WRITABLE only while output waits (asking
+    /// for it otherwise makes the loop spin).
+    pub fn interest(&self) -> Interest {
+        let write = match self {
+            Socket::Http(c) => c.wants_write(),
+            Socket::Peer(p) => p.wants_write(),
+        };
+        if write {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        match self {
+            Socket::Http(c) => c.deadline(),
+            Socket::Peer(p) => p.deadline(),
+        }
+    }
+
+    pub fn ready(&mut self, ready: Ready, cx: &mut Cx) -> Step {
+        match self {
+            Socket::Http(c) => cx.http(|env| c.ready(ready, env)),
+            Socket::Peer(p) => cx.link(|env| p.ready(ready, env)),
+        }
+    }
+
+    pub fn expired(&mut self, cx: &mut Cx) -> Step {
+        match self {
+            Socket::Http(c) => cx.http(|env| c.expired(env)),
+            Socket::Peer(p) => cx.link(|env| p.expired(env)),
+        }
+    }
+
+    /// Queues frames for a listener's stream (fan-out); writes nothing yet.
+    pub fn push(&mut self, _stream: u32, frames: &[Rc<[u8]>]) -> Step {
+        match self {
+            Socket::Http(c) => c.push(frames),
+            Socket::Peer(_) => Step::Keep,
+        }
+    }
+
+    /// Queues frames for the other nodes, if this is a link that takes them.
+    pub fn send_to_peer(&mut self, frames: &[Rc<[u8]>], cx: &mut Cx) -> Step {
+        match self {
+            Socket::Peer(p) if p.takes_live() => {
+                if p.send_shared(frames) == Step::Close {
+                    return Step::Close;
+                }
+                cx.link(|env| p.flush(env))
+            }
+            _ => Step::Keep,
+        }
+    }
+
+    /// Writes what fan-out queued.
+    pub fn flush(&mut self, cx: &mut Cx) -> Step {
+        match self {
+            Socket::Http(c) => cx.http(|env| c.flush_and_settle(env)),
+            Socket::Peer(p) => cx.link(|env| p.flush(env)),
+        }
+    }
+
+    /// The node serves now: a held request is answered.
+    pub fn resume(&mut self, cx: &mut Cx) -> Step {
+        match self {
+            Socket::Http(c) if c.is_held() => cx.http(|env| c.resume(env)),
+            _ => Step::Keep,
+        }
+    }
+
+    /// Shutdown: streams end after `last`, requests finish, links say `Leave`.
+    pub fn drain(&mut self, last: &Rc<[u8]>, cx: &mut Cx) -> Step {
+        match self {
+            Socket::Http(c) => cx.http(|env| c.drain(last, env)),
+            Socket::Peer(p) => cx.link(|env| p.leave(env)),
+        }
+    }
+}
+
+pub struct Sockets {
+    slab: Slab<Slot>,
+    next_generation: u32,
+}
+
+/// Generations stay below this, so no slab token can equal one of the
+/// fixed tokens at the top of the range (signals, listening ports).
+const MAX_GENERATION: u32 = u32::MAX - 1;
+
+impl Sockets {
+    pub fn new() -> Sockets {
+        Sockets {
+            slab: Slab::with_capacity(1024),
+            next_generation: 1,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slab.is_empty()
+    }
+
+    /// The token the next `insert` will give.
+    pub fn next_token(&self) -> Token {
+        token(self.slab.vacant_key(), self.next_generation)
+    }
+
+    pub fn insert(&mut self, socket: Socket, interest: Interest) -> Token {
+        let generation = self.next_generation;
+        self.next_generation = if generation >= MAX_GENERATION {
+            1
+        } else {
+            generation + 1
+        };
+        let key = self.slab.insert(Slot {
+            generation,
+            interest,
+            deadline: Deadline::default(),
+            touched: false,
+            socket,
+        });
+        token(key, generation)
+    }
+
+    /// The slot of `t`, if that socket is still there.
+    pub fn get_mut(&mut self, t: Token) -> Option<&mut Slot> {
+        let (key, generation) = split(t);
+        self.slab
+            .get_mut(key)
+            .filter(|s| s.generation == generation)
+    }
+
+    pub fn remove(&mut self, t: Token) -> Option<Slot> {
+        let (key, generation) = split(t);
+        match self.slab.get(key) {
+            Some(s) if s.generation == generation => Some(self.slab.remove(key)),
+            _ => None,
+        }
+    }
+
+    /// Every socket's token (to act on all of them: drain, resume).
+    pub fn tokens(&self) -> Vec<Token> {
+        self.slab
+            .iter()
+            .map(|(k, s)| token(k, s.generation))
+            .collect()
+    }
+}
+
+impl Default for Sockets {
+    fn default() -> Self {
+        Sockets::new()
+    }
+}
+
+fn token(key: usize, generation: u32) -> Token {
+    Token(((generation as usize) << 32) | key)
+}
+
+fn split(t: Token) -> (usize, u32) {
+    (t.0 & 0xffff_ffff, (t.0 >> 32) as u32)
+}
