@@ -19,7 +19,12 @@ pub mod tls_session;
 pub mod transport;
 
 use std::io::{Read, Write};
+use std::time::Instant;
 
+use mio::Token;
+
+use crate::http::response::DateCache;
+use crate::service::Service;
 use io::ReadEnd;
 use output::Output;
 use transport::Transport;
@@ -29,6 +34,21 @@ use transport::Transport;
 pub enum Step {
     Keep,
     Close,
+}
+
+/// What a connection's handlers may use besides the connection.
+pub struct Env<'a> {
+    pub now: Instant,
+    /// The connection's own token (a listener names its connection by it).
+    pub token: Token,
+    /// The one read buffer every socket reads through.
+    pub scratch: &'a mut [u8],
+    pub service: &'a mut Service,
+    pub date: &'a mut DateCache,
+    /// Set when reading stopped with bytes possibly left (read budget spent,
+    /// or answers left after a pause): the loop calls `ready` again before
+    /// it sleeps (mio will not say so again).
+    pub more: bool,
 }
 
 /// What the poll said of a socket (or the loop, for the pending list).

@@ -6,11 +6,13 @@
 //! and to every listener, so messages that arrived together leave in one
 //! write — removes closed sockets, and dials what the bus asks for.
 //!
-//! `sockets` (the slab, tokens, one `with_socket`), `listen` (the ports) and
-//! `timers` (every deadline, the node's own included) are its parts; the
-//! connections (`conn`), what requests do (`service`) and how messages reach
-//! other nodes (`bus`) live in their own modules.
+//! Its parts: `sockets` (the slab and tokens), `listen` (the ports),
+//! `timers` (every deadline, the node's own included) and `lifecycle`
+//! (start, serve, drain). The connections (`conn`), what requests do
+//! (`service`) and how messages reach other nodes (`bus`) live in their own
+//! modules.
 
+mod lifecycle;
 mod listen;
 pub mod sockets;
 pub mod timers;
@@ -34,11 +36,11 @@ use crate::cli::Options;
 use crate::conn::http1::Http1;
 use crate::conn::tls_session::TlsSession;
 use crate::conn::transport::Transport;
-use crate::conn::{Ready, Step};
+use crate::conn::{Env, Ready, Step};
 use crate::http::response::DateCache;
 use crate::service::health::Phase;
 use crate::service::{Config, Service};
-use crate::{debug, info, warn};
+use crate::{debug, warn};
 use listen::{Accepted, Kind, Port};
 use sockets::{Cx, Socket, Sockets};
 use timers::{Deadline, Key, Timers};
@@ -214,16 +216,18 @@ impl Server {
             return; // closed earlier in this batch, or stale
         };
         let mut cx = Cx {
-            now,
-            token: t,
-            scratch: &mut self.scratch,
-            service: &mut self.service,
+            env: Env {
+                now,
+                token: t,
+                scratch: &mut self.scratch,
+                service: &mut self.service,
+                date: &mut self.date,
+                more: false,
+            },
             bus: &mut self.bus,
-            date: &mut self.date,
-            more: false,
         };
         let step = f(&mut slot.socket, &mut cx);
-        if cx.more {
+        if cx.env.more {
             self.pending.push(t);
         }
         if step == Step::Close {
@@ -472,66 +476,6 @@ impl Server {
                 }
             }
         }
-    }
-
-    /// The node serves once the bus has synced (every listed node linked
-    /// and sent its replay, or `sync_nodes_timeout` passed: the tutorial's
-    /// sync), so a restarting node fills its history first. Until then
-    /// requests are held (only `/healthz` and `/metrics` answer).
-    fn start_serving_when_synced(&mut self, now: Instant) {
-        if self.service.phase != Phase::Starting || !self.bus.synced(now) {
-            return;
-        }
-        self.bus.log_serving();
-        self.service.phase = Phase::Serving;
-        for t in self.sockets.tokens() {
-            self.with_socket(t, now, |s, cx| s.resume(cx));
-        }
-    }
-
-    /// True when a signal came and false otherwise; a second one exits.
-    fn on_signal(&mut self, now: Instant) {
-        let mut got = false;
-        for sig in self.signals.pending() {
-            info!("signal {sig} received");
-            got = true;
-        }
-        if !got {
-            return;
-        }
-        if self.service.phase == Phase::Draining {
-            warn!("second signal: exiting now");
-            self.exit = true;
-            return;
-        }
-        self.begin_drain(now);
-    }
-
-    /// Stop accepting, tell the peers we leave (so they don't count it as a
-    /// failure), send every stream a last `retry:` hint and end it once
-    /// written, finish requests in flight; `finished` says when all is done.
-    fn begin_drain(&mut self, now: Instant) {
-        self.service.phase = Phase::Draining;
-        self.timers.schedule(now + self.opts.drain, Key::Drain);
-        for mut port in std::mem::take(&mut self.ports) {
-            let _ = self.poll.registry().deregister(&mut port.listener);
-        }
-        info!(
-            "draining: {} listeners, {} connections (at most {:?})",
-            self.service.listeners.len(),
-            self.sockets.len(),
-            self.opts.drain
-        );
-        self.deliver(now);
-        let last = Service::drain_frame();
-        for t in self.sockets.tokens() {
-            self.with_socket(t, now, |s, cx| s.drain(&last, cx));
-        }
-    }
-
-    /// Draining is over: every connection closed, or the time is up.
-    fn finished(&self) -> bool {
-        self.exit || (self.service.phase == Phase::Draining && self.sockets.is_empty())
     }
 }
 

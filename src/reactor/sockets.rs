@@ -15,12 +15,11 @@ use mio::{Interest, Token};
 use slab::Slab;
 
 use super::timers::Deadline;
-use crate::bus::mesh::link::{LinkEnv, PeerLink};
+use crate::bus::mesh::link::PeerLink;
+use crate::bus::mesh::Mesh;
 use crate::bus::Bus;
-use crate::conn::http1::{Env, Http1};
-use crate::conn::{Ready, Step};
-use crate::http::response::DateCache;
-use crate::service::Service;
+use crate::conn::http1::Http1;
+use crate::conn::{Env, Ready, Step};
 
 pub enum Socket {
     Http(Box<Http1<TcpStream>>),
@@ -37,50 +36,20 @@ pub struct Slot {
     pub socket: Socket,
 }
 
-/// Everything a handler may reach besides its own socket.
+/// Everything a handler may reach besides its own socket: what every
+/// connection gets, and the bus (a peer link works on its mesh).
 pub struct Cx<'a> {
-    pub now: Instant,
-    pub token: Token,
-    pub scratch: &'a mut [u8],
-    pub service: &'a mut Service,
+    pub env: Env<'a>,
     pub bus: &'a mut Bus,
-    pub date: &'a mut DateCache,
-    /// The handler stopped reading with bytes possibly left: the loop
-    /// calls `ready` again before it sleeps.
-    pub more: bool,
 }
 
 impl Cx<'_> {
-    fn http(&mut self, f: impl FnOnce(&mut Env) -> Step) -> Step {
-        let mut env = Env {
-            now: self.now,
-            token: self.token,
-            scratch: self.scratch,
-            service: self.service,
-            date: self.date,
-            more: false,
-        };
-        let step = f(&mut env);
-        self.more |= env.more;
-        step
-    }
-
-    fn link(&mut self, f: impl FnOnce(&mut LinkEnv) -> Step) -> Step {
-        let Bus::Mesh(mesh) = self.bus else {
-            // A link exists only on a mesh.
-            return Step::Close;
-        };
-        let mut env = LinkEnv {
-            now: self.now,
-            token: self.token,
-            scratch: self.scratch,
-            service: self.service,
-            mesh,
-            more: false,
-        };
-        let step = f(&mut env);
-        self.more |= env.more;
-        step
+    /// Runs `f` on the mesh; a link exists only on a mesh.
+    fn mesh(&mut self, f: impl FnOnce(&mut Env, &mut Mesh) -> Step) -> Step {
+        match self.bus {
+            Bus::Mesh(mesh) => f(&mut self.env, mesh),
+            _ => Step::Close,
+        }
     }
 }
 
@@ -115,15 +84,15 @@ impl Socket {
 
     pub fn ready(&mut self, ready: Ready, cx: &mut Cx) -> Step {
         match self {
-            Socket::Http(c) => cx.http(|env| c.ready(ready, env)),
-            Socket::Peer(p) => cx.link(|env| p.ready(ready, env)),
+            Socket::Http(c) => c.ready(ready, &mut cx.env),
+            Socket::Peer(p) => cx.mesh(|env, mesh| p.ready(ready, env, mesh)),
         }
     }
 
     pub fn expired(&mut self, cx: &mut Cx) -> Step {
         match self {
-            Socket::Http(c) => cx.http(|env| c.expired(env)),
-            Socket::Peer(p) => cx.link(|env| p.expired(env)),
+            Socket::Http(c) => c.expired(&mut cx.env),
+            Socket::Peer(p) => p.expired(&mut cx.env),
         }
     }
 
@@ -142,7 +111,7 @@ impl Socket {
                 if p.send_shared(frames) == Step::Close {
                     return Step::Close;
                 }
-                cx.link(|env| p.flush(env))
+                p.flush(&mut cx.env)
             }
             _ => Step::Keep,
         }
@@ -151,15 +120,15 @@ impl Socket {
     /// Writes what fan-out queued.
     pub fn flush(&mut self, cx: &mut Cx) -> Step {
         match self {
-            Socket::Http(c) => cx.http(|env| c.flush_and_settle(env)),
-            Socket::Peer(p) => cx.link(|env| p.flush(env)),
+            Socket::Http(c) => c.flush_and_settle(&mut cx.env),
+            Socket::Peer(p) => p.flush(&mut cx.env),
         }
     }
 
     /// The node serves now: a held request is answered.
     pub fn resume(&mut self, cx: &mut Cx) -> Step {
         match self {
-            Socket::Http(c) if c.is_held() => cx.http(|env| c.resume(env)),
+            Socket::Http(c) if c.is_held() => c.resume(&mut cx.env),
             _ => Step::Keep,
         }
     }
@@ -167,8 +136,8 @@ impl Socket {
     /// Shutdown: streams end after `last`, requests finish, links say `Leave`.
     pub fn drain(&mut self, last: &Rc<[u8]>, cx: &mut Cx) -> Step {
         match self {
-            Socket::Http(c) => cx.http(|env| c.drain(last, env)),
-            Socket::Peer(p) => cx.link(|env| p.leave(env)),
+            Socket::Http(c) => c.drain(last, &mut cx.env),
+            Socket::Peer(p) => p.leave(&mut cx.env),
         }
     }
 }

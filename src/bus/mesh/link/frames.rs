@@ -1,0 +1,261 @@
+//! What each frame does on a link: the handshake's steps (Hello, Challenge,
+//! Proof, State), then a linked peer's frames (replay, messages, members,
+//! presence, pings, leave). `mod.rs` moves the bytes and keeps the time.
+
+use std::net::SocketAddr;
+
+use super::{PeerLink, Phase, PING_EVERY};
+use crate::bus::mesh::handshake::{self, Role, Transcript};
+use crate::bus::mesh::wire::{self, Frame, VERSION};
+use crate::bus::mesh::Mesh;
+use crate::conn::output::Chunk;
+use crate::conn::Env;
+use crate::conn::Stream;
+use crate::{info, warn};
+
+impl<S: Stream> PeerLink<S> {
+    fn refuse(&mut self, reason: &str) {
+        self.send(&Frame::Refuse {
+            reason: reason.to_string(),
+        });
+        self.phase = Phase::Closing;
+    }
+
+    pub(super) fn on_frame(
+        &mut self,
+        frame: Frame,
+        env: &mut Env,
+        mesh: &mut Mesh,
+    ) -> Result<(), String> {
+        let me = mesh.members.me.clone();
+        match (&self.phase, frame) {
+            (_, Frame::Refuse { reason }) => {
+                warn!("{} refused the link: {reason}", self.who());
+                Err(format!("refused: {reason}"))
+            }
+            (
+                Phase::AwaitHello,
+                Frame::Hello {
+                    version,
+                    name,
+                    addr,
+                    nonce,
+                },
+            ) => {
+                self.name = Some(name.clone());
+                if version != VERSION {
+                    self.refuse("unsupported protocol version");
+                    return Err(format!("protocol version {version}"));
+                }
+                if name == me {
+                    self.refuse("that name is mine");
+                    return Err("claims this node's name".into());
+                }
+                if let Some(k) = mesh.members.get(&name) {
+                    if k.link.is_some() {
+                        warn!("{} claims a name already linked: refused", self.who());
+                        self.refuse("already linked");
+                        return Ok(());
+                    }
+                    // Both dialled at once: the link dialled by the smaller
+                    // name survives, on both sides.
+                    if k.dialing.is_some() && me < name {
+                        self.refuse("simultaneous dial: the other link wins");
+                        return Ok(());
+                    }
+                }
+                mesh.members.incoming(&name, env.token.0 as u64);
+                let mine = handshake::nonce();
+                let t = Transcript {
+                    dialer: &name,
+                    acceptor: &me,
+                    dialer_nonce: &nonce,
+                    acceptor_nonce: &mine,
+                };
+                let mac = handshake::mac(&mesh.cookie, Role::Acceptor, &t);
+                self.send(&Frame::Challenge {
+                    name: me.clone(),
+                    nonce: mine,
+                    mac,
+                });
+                self.phase = Phase::AwaitProof {
+                    addr,
+                    theirs: nonce,
+                    mine,
+                };
+                Ok(())
+            }
+            (
+                Phase::AwaitChallenge { nonce },
+                Frame::Challenge {
+                    name,
+                    nonce: theirs,
+                    mac,
+                },
+            ) => {
+                if self.name.as_deref() != Some(name.as_str()) {
+                    return Err(format!("answered as {name}"));
+                }
+                let t = Transcript {
+                    dialer: &me,
+                    acceptor: &name,
+                    dialer_nonce: nonce,
+                    acceptor_nonce: &theirs,
+                };
+                if !handshake::verify(&mesh.cookie, Role::Acceptor, &t, &mac) {
+                    warn!("{} does not know our cookie: link refused", self.who());
+                    env.service.stats.peer_refused += 1;
+                    self.refuse("wrong cookie");
+                    return Ok(());
+                }
+                let proof = handshake::mac(&mesh.cookie, Role::Dialer, &t);
+                self.send(&Frame::Proof { mac: proof });
+                self.phase = Phase::AwaitState;
+                Ok(())
+            }
+            (Phase::AwaitProof { addr, theirs, mine }, Frame::Proof { mac }) => {
+                let name = self.name.clone().unwrap_or_default();
+                let t = Transcript {
+                    dialer: &name,
+                    acceptor: &me,
+                    dialer_nonce: theirs,
+                    acceptor_nonce: mine,
+                };
+                if !handshake::verify(&mesh.cookie, Role::Dialer, &t, &mac) {
+                    warn!("{} does not know our cookie: link refused", self.who());
+                    env.service.stats.peer_refused += 1;
+                    self.refuse("wrong cookie");
+                    return Ok(());
+                }
+                if mesh.members.get(&name).is_some_and(|k| k.link.is_some()) {
+                    self.refuse("already linked");
+                    return Ok(());
+                }
+                let Ok(addr) = addr.parse::<SocketAddr>() else {
+                    self.refuse("bad cluster address");
+                    return Ok(());
+                };
+                mesh.members.learn(&name, addr, false, env.now);
+                self.up(env, mesh);
+                Ok(())
+            }
+            (Phase::AwaitState, frame @ Frame::State { .. }) => {
+                let name = self.name.clone().unwrap_or_default();
+                if mesh.members.get(&name).is_some_and(|k| k.link.is_some()) {
+                    // An accepted link from the same node won meanwhile.
+                    self.phase = Phase::Closing;
+                    return Ok(());
+                }
+                self.up(env, mesh);
+                self.on_frame(frame, env, mesh)
+            }
+            (Phase::Up { .. }, frame) => self.on_link_frame(frame, env, mesh),
+            (_, frame) => Err(format!("unexpected {} during the handshake", kind(&frame))),
+        }
+    }
+
+    /// The handshake is done: say what we have, whom we know, and start pinging.
+    fn up(&mut self, env: &mut Env, mesh: &mut Mesh) {
+        let name = self.name.clone().unwrap_or_default();
+        if mesh.members.link_up(&name, env.token.0 as u64) {
+            env.service.stats.peer_reconnects += 1;
+        }
+        self.phase = Phase::Up { replayed: false };
+        self.was_up = true;
+        info!(
+            "link up with {} ({})",
+            self.who(),
+            if self.dialed { "dialled" } else { "accepted" }
+        );
+        env.service.stats.peer_links_up += 1;
+        self.send(&Frame::State {
+            clock: env.service.room.clock().entries().to_vec(),
+            listeners: env.service.listeners.len() as u32,
+        });
+        self.send(&mesh.nodes_frame());
+        self.deadline = env.now + PING_EVERY;
+    }
+
+    fn on_link_frame(
+        &mut self,
+        frame: Frame,
+        env: &mut Env,
+        mesh: &mut Mesh,
+    ) -> Result<(), String> {
+        let name = self.name.clone().unwrap_or_default();
+        match frame {
+            Frame::State { clock, listeners } => {
+                mesh.members.set_listeners(&name, listeners as usize);
+                // Replay what the peer has not seen, in our history's order.
+                let seen = crate::room::Clock::from_entries(&clock);
+                let mut sent = 0;
+                let mut buf = Vec::new();
+                for e in env.service.room.history() {
+                    if e.seq > seen.get(e.origin) {
+                        wire::encode_message(e.origin, e.seq, &e.text, &mut buf);
+                        sent += 1;
+                    }
+                }
+                wire::encode(&Frame::Synced, &mut buf);
+                self.pipe.output.push(Chunk::Owned(buf));
+                self.phase = Phase::Up { replayed: true };
+                if sent > 0 {
+                    info!("replayed {sent} messages to {}", self.who());
+                }
+                Ok(())
+            }
+            Frame::Synced => {
+                mesh.members.synced(&name);
+                Ok(())
+            }
+            Frame::Message { origin, seq, text } => {
+                if env.service.room.accept(origin, seq, text.into()).is_some() {
+                    env.service.stats.published_remote += 1;
+                }
+                Ok(())
+            }
+            Frame::Nodes { nodes } => {
+                for (name, addr) in nodes {
+                    if let Ok(addr) = addr.parse::<SocketAddr>() {
+                        if mesh.members.learn(&name, addr, false, env.now) {
+                            info!("learned of {name} ({addr}) from {}", self.who());
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Frame::Presence { listeners } => {
+                mesh.members.set_listeners(&name, listeners as usize);
+                Ok(())
+            }
+            Frame::Ping => {
+                self.send(&Frame::Pong);
+                Ok(())
+            }
+            Frame::Pong => Ok(()),
+            Frame::Leave => {
+                info!("{} is leaving the cluster", self.who());
+                self.left = true;
+                Ok(())
+            }
+            other => Err(format!("unexpected {} on a linked peer", kind(&other))),
+        }
+    }
+}
+
+fn kind(f: &Frame) -> &'static str {
+    match f {
+        Frame::Hello { .. } => "Hello",
+        Frame::Challenge { .. } => "Challenge",
+        Frame::Proof { .. } => "Proof",
+        Frame::Refuse { .. } => "Refuse",
+        Frame::State { .. } => "State",
+        Frame::Synced => "Synced",
+        Frame::Message { .. } => "Message",
+        Frame::Nodes { .. } => "Nodes",
+        Frame::Presence { .. } => "Presence",
+        Frame::Ping => "Ping",
+        Frame::Pong => "Pong",
+        Frame::Leave => "Leave",
+    }
+}

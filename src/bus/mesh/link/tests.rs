@@ -1,0 +1,197 @@
+//! A link between two nodes over streams in memory: the handshake and its
+//! replay, frames cut at every byte, a wrong cookie, garbage, silence.
+
+use super::*;
+use crate::bus::mesh::config::{ClusterConfig, Member};
+use crate::conn::mem::MemStream;
+use crate::http::response::DateCache;
+use crate::service::Config;
+use crate::service::Service;
+use mio::Token;
+
+/// One side of a link: its node (service and mesh) and the link.
+struct Side {
+    service: Service,
+    mesh: Mesh,
+    scratch: Vec<u8>,
+    date: DateCache,
+    link: PeerLink<MemStream>,
+    now: Instant,
+}
+
+const A: &str = "a@127.0.0.1";
+const B: &str = "b@127.0.0.1";
+
+fn config(cookie: &str) -> ClusterConfig {
+    ClusterConfig {
+        nodes: vec![
+            Member {
+                name: A.into(),
+                addr: "127.0.0.1:4001".parse().unwrap(),
+            },
+            Member {
+                name: B.into(),
+                addr: "127.0.0.1:4002".parse().unwrap(),
+            },
+        ],
+        sync_nodes_timeout: Duration::from_secs(1),
+        cookie: cookie.into(),
+    }
+}
+
+impl Side {
+    fn new(me: &str, cookie: &str, dial: bool) -> Side {
+        let now = Instant::now();
+        let cfg = Config {
+            max_message: 4096,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+        };
+        let addr = "127.0.0.1:9".parse().unwrap();
+        let link = if dial {
+            PeerLink::dial(MemStream::default(), addr, B, now)
+        } else {
+            PeerLink::accept(MemStream::default(), addr, now)
+        };
+        Side {
+            service: Service::new(me, 100, cfg, now),
+            mesh: Mesh::new(config(cookie), me, 1, now),
+            scratch: vec![0; 4096],
+            date: DateCache::new(),
+            link,
+            now,
+        }
+    }
+
+    fn run(
+        &mut self,
+        f: impl FnOnce(&mut PeerLink<MemStream>, &mut Env, &mut Mesh) -> Step,
+    ) -> Step {
+        let mut env = Env {
+            now: self.now,
+            token: Token(1),
+            scratch: &mut self.scratch,
+            service: &mut self.service,
+            date: &mut self.date,
+            more: false,
+        };
+        f(&mut self.link, &mut env, &mut self.mesh)
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Step {
+        self.link.stream().send(bytes);
+        self.run(|l, env, mesh| l.ready(Ready::READ, env, mesh))
+    }
+
+    fn out(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.link.stream().written)
+    }
+}
+
+/// Shuttles bytes both ways until neither side has more to say.
+fn converse(a: &mut Side, b: &mut Side) -> (Step, Step) {
+    let (mut sa, mut sb) = (Step::Keep, Step::Keep);
+    for _ in 0..10 {
+        let to_b = a.out();
+        let to_a = b.out();
+        if to_a.is_empty() && to_b.is_empty() {
+            break;
+        }
+        if !to_b.is_empty() && sb == Step::Keep {
+            sb = b.feed(&to_b);
+        }
+        if !to_a.is_empty() && sa == Step::Keep {
+            sa = a.feed(&to_a);
+        }
+    }
+    (sa, sb)
+}
+
+fn linked() -> (Side, Side) {
+    let mut a = Side::new(A, "secret", true);
+    let mut b = Side::new(B, "secret", false);
+    a.service.room.publish("before the link", 5);
+    assert_eq!(
+        a.run(|l, env, mesh| l.ready(Ready::WRITE, env, mesh)),
+        Step::Keep
+    );
+    assert_eq!(converse(&mut a, &mut b), (Step::Keep, Step::Keep));
+    assert!(a.link.takes_live() && b.link.takes_live());
+    (a, b)
+}
+
+#[test]
+fn the_handshake_links_and_replays_history() {
+    let (a, b) = linked();
+    assert_eq!(b.service.room.len(), 1, "b got a's history");
+    assert!(a
+        .mesh
+        .members
+        .get(B)
+        .is_some_and(|k| k.link.is_some() && k.synced));
+    assert!(b.mesh.members.get(A).is_some_and(|k| k.synced));
+}
+
+#[test]
+fn frames_cut_at_every_byte_arrive_once_in_order() {
+    let mut frames = Vec::new();
+    for (i, text) in ["one", "two", "three"].iter().enumerate() {
+        wire::encode_message(crate::room::tag_of(A), 10 + i as u64, text, &mut frames);
+    }
+    wire::encode(&Frame::Presence { listeners: 7 }, &mut frames);
+    for cut in 0..=frames.len() {
+        let (_, mut b) = linked();
+        assert_eq!(b.feed(&frames[..cut]), Step::Keep, "cut at {cut}");
+        assert_eq!(b.feed(&frames[cut..]), Step::Keep, "cut at {cut}");
+        let texts: Vec<String> = b
+            .service
+            .room
+            .history()
+            .map(|e| e.text.to_string())
+            .collect();
+        assert_eq!(
+            texts,
+            ["before the link", "one", "two", "three"],
+            "cut at {cut}"
+        );
+        assert_eq!(b.mesh.members.linked(), [(A.to_string(), 7)]);
+    }
+}
+
+#[test]
+fn a_wrong_cookie_is_refused() {
+    let mut a = Side::new(A, "secret", true);
+    let mut b = Side::new(B, "other", false);
+    a.run(|l, env, mesh| l.ready(Ready::WRITE, env, mesh));
+    let (sa, _) = converse(&mut a, &mut b);
+    assert_eq!(sa, Step::Close);
+    assert!(!a.link.is_up() && !b.link.is_up());
+    assert_eq!(a.service.stats.peer_refused, 1);
+}
+
+#[test]
+fn garbage_and_oversized_frames_close_the_link() {
+    let mut b = Side::new(B, "secret", false);
+    assert_eq!(b.feed(&[0, 0, 0, 2, 99, 0]), Step::Close);
+    assert_eq!(b.service.stats.peer_protocol_errors, 1);
+    let mut b = Side::new(B, "secret", false);
+    let big = (MAX_HANDSHAKE_FRAME as u32 + 1).to_be_bytes();
+    assert_eq!(b.feed(&big), Step::Close);
+    // Silence during the handshake ends it.
+    let mut b = Side::new(B, "secret", false);
+    b.now += HANDSHAKE_TIMEOUT;
+    assert_eq!(b.run(|l, env, _| l.expired(env)), Step::Close);
+}
+
+#[test]
+fn a_quiet_peer_is_pinged_then_declared_dead() {
+    let (mut a, _) = linked();
+    a.out();
+    a.now += PING_EVERY;
+    assert_eq!(a.run(|l, env, _| l.expired(env)), Step::Keep);
+    let mut ping = Vec::new();
+    wire::encode(&Frame::Ping, &mut ping);
+    assert_eq!(a.out(), ping);
+    a.now += DEAD_AFTER;
+    assert_eq!(a.run(|l, env, _| l.expired(env)), Step::Close);
+}
