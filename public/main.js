@@ -46,10 +46,12 @@
     input.setAttribute('aria-invalid', text ? 'true' : 'false');
   }
 
-  // ---- ids: "TAG.SEQ-TAG.SEQ…", the first entry is the origin; SEQ is the
-  // publish time in microseconds since the epoch, in base 36.
+  // ---- ids: "ROOM/TAG.SEQ-TAG.SEQ…", the first entry is the origin; SEQ
+  // is the publish time in microseconds since the epoch, in base 36.
   function parseId(id) {
-    var first = String(id || '').split('-')[0];
+    var text = String(id || '');
+    var slash = text.indexOf('/');
+    var first = text.slice(slash + 1).split('-')[0];
     var dot = first.indexOf('.');
     if (dot < 0) return null;
     var tag = first.slice(0, dot);
@@ -193,7 +195,7 @@
     }
     showError('');
     form.setAttribute('aria-busy', 'true');
-    fetch('/publish', {
+    fetch(form.getAttribute('action') || '/publish', {
       method: 'POST',
       body: new URLSearchParams({ message: message }),
       redirect: 'manual',
@@ -235,7 +237,9 @@
   var retryDelay = 1000;
 
   function connect() {
-    var url = lastId ? '/listen?lastEventId=' + encodeURIComponent(lastId) : '/listen';
+    var room = document.body.dataset.room || 'lobby';
+    var base = room === 'lobby' ? '/listen' : '/r/' + room + '/listen';
+    var url = lastId ? base + '?lastEventId=' + encodeURIComponent(lastId) : base;
     var source = new EventSource(url);
 
     source.addEventListener('open', function () {

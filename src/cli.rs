@@ -21,7 +21,9 @@ usage: watercooler [options]
   --config FILE            cluster file (sys.conf); without it the node runs alone
   --cert PEM --key PEM     TLS certificate chain and private key
                            (default: a self-signed certificate made at start)
-  --history N              messages kept for Last-Event-ID resume (default 1000)
+  --history N              messages kept per room for Last-Event-ID resume (default 1000)
+  --history-mb N           memory for messages across all rooms, MiB (default 64)
+  --max-rooms N            rooms at once; a new one past it is refused 503 (default 1000)
   --max-message BYTES      longest message accepted, after decoding (default 4096)
   --max-connections N      connections held at once (default 50000)
   --heartbeat-ms N         SSE heartbeat when a stream is idle (default 15000)
@@ -44,6 +46,8 @@ pub struct Options {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub history: usize,
+    pub history_mb: usize,
+    pub max_rooms: usize,
     pub max_message: usize,
     pub max_connections: usize,
     pub heartbeat: Duration,
@@ -80,6 +84,8 @@ impl Options {
             cert: None,
             key: None,
             history: 1000,
+            history_mb: 64,
+            max_rooms: 1000,
             max_message: 4096,
             max_connections: 50_000,
             heartbeat: Duration::from_millis(15_000),
@@ -138,6 +144,8 @@ pub fn parse(
             Long("cert") => o.cert = Some(value(&mut parser)?.into()),
             Long("key") => o.key = Some(value(&mut parser)?.into()),
             Long("history") => o.history = parse_num(&flag, &value(&mut parser)?)?,
+            Long("history-mb") => o.history_mb = parse_num(&flag, &value(&mut parser)?)?,
+            Long("max-rooms") => o.max_rooms = parse_num(&flag, &value(&mut parser)?)?,
             Long("max-message") => o.max_message = parse_num(&flag, &value(&mut parser)?)?,
             Long("max-connections") => o.max_connections = parse_num(&flag, &value(&mut parser)?)?,
             Long("heartbeat-ms") => o.heartbeat = millis(&flag, &value(&mut parser)?)?,
@@ -187,6 +195,12 @@ fn check(o: &Options) -> Result<(), String> {
     if o.history == 0 || o.history > 1_000_000 {
         return Err("--history: 1 to 1000000".into());
     }
+    if o.history_mb == 0 || o.history_mb > 1 << 20 {
+        return Err("--history-mb: 1 to 1048576".into());
+    }
+    if o.max_rooms == 0 || o.max_rooms > 1_000_000 {
+        return Err("--max-rooms: 1 to 1000000".into());
+    }
     if o.max_message == 0 || o.max_message > 1 << 20 {
         return Err("--max-message: 1 to 1048576 bytes".into());
     }
@@ -226,6 +240,8 @@ mod tests {
             &["stray"],
             &["--cert", "a.pem"],
             &["--history", "0"],
+            &["--max-rooms", "0"],
+            &["--history-mb", "x"],
             &["--name", "a b"],
             &["--log", "loud"],
         ] {

@@ -445,7 +445,7 @@ fn hostile_input_on_the_cluster_port_closes_only_that_connection() {
     let target = m[0].cluster_addr();
 
     let hello = |name: &str| Frame::Hello {
-        version: 1,
+        version: wire::VERSION,
         name: name.to_string(),
         addr: "127.0.0.1:1".to_string(),
         nonce: [0; 32],
@@ -453,6 +453,7 @@ fn hostile_input_on_the_cluster_port_closes_only_that_connection() {
     let sneaky = Frame::Message {
         origin: 1,
         seq: 1,
+        room: "lobby".to_string(),
         text: "sneaky".to_string(),
     };
     let mut oversized_hello = vec![0, 0, 8, 0, 1, 1];
@@ -486,6 +487,7 @@ fn hostile_input_on_the_cluster_port_closes_only_that_connection() {
     let sneaky2 = Frame::Message {
         origin: 1,
         seq: 2,
+        room: "lobby".to_string(),
         text: "sneaky".to_string(),
     };
     let _ = out_of_turn.stream.write_all(&frame(&sneaky2));

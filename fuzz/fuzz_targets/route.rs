@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let body = data.get(req.head_len..).unwrap_or(&[]);
-    if let Route::Publish(message) = route(&req.request, body, &site) {
+    if let Route::Publish { text: message, .. } = route(&req.request, body, &site) {
         assert!(
             message.len() <= MAX_MESSAGE,
             "message of {} bytes",

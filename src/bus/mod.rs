@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use mio::Token;
 
+use crate::service::presence::Peer;
 use crate::service::Service;
 use mesh::{LinkEnd, Mesh};
 
@@ -104,7 +105,7 @@ impl Bus {
     pub fn outgoing(&mut self, service: &mut Service, presence_tick: bool) -> Vec<Rc<[u8]>> {
         match self {
             Bus::Alone => {
-                service.room.take_peer_outbox();
+                service.rooms.take_peer_outbox();
                 Vec::new()
             }
             Bus::Mesh(m) => m.outgoing(service, presence_tick),
@@ -112,7 +113,7 @@ impl Bus {
     }
 
     /// The other nodes this one is linked to, with their listeners.
-    pub fn peers(&self) -> Vec<(String, usize)> {
+    pub fn peers(&self) -> Vec<Peer> {
         match self {
             Bus::Alone => Vec::new(),
             Bus::Mesh(m) => m.members.linked(),

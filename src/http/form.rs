@@ -1,5 +1,6 @@
-//! `application/x-www-form-urlencoded` bodies and query strings: find one
-//! field and decode its value. `POST /publish` reads `message` with it; the
+//! `application/x-www-form-urlencoded` bodies and query strings: find a
+//! field and decode its value (or every value of a repeated field).
+//! `POST /publish` reads `message` with it, `GET /listen` its `room`s; the
 //! request parser borrows `percent_decode` for the path (without `+`).
 
 use std::fmt;
@@ -35,6 +36,33 @@ impl fmt::Display for FormError {
 /// chosen value is: a bad escape in another field's value is ignored.
 /// `Ok(None)` when the field is absent.
 pub fn field(encoded: &[u8], name: &str) -> Result<Option<String>, FormError> {
+    let mut found = None;
+    each(encoded, name, |value| {
+        found = Some(value);
+        false
+    })?;
+    Ok(found)
+}
+
+/// Every value of field `name`, decoded, in order; at most `max` (a
+/// query with more yields its first `max`, and `true` to say it had more).
+pub fn fields(encoded: &[u8], name: &str, max: usize) -> Result<(Vec<String>, bool), FormError> {
+    let mut values = Vec::new();
+    let mut more = false;
+    each(encoded, name, |value| {
+        if values.len() < max {
+            values.push(value);
+            true
+        } else {
+            more = true;
+            false
+        }
+    })?;
+    Ok((values, more))
+}
+
+/// Calls `f` with each decoded value of `name` until it returns false.
+fn each(encoded: &[u8], name: &str, mut f: impl FnMut(String) -> bool) -> Result<(), FormError> {
     for pair in encoded.split(|&b| b == b'&') {
         let (key, value) = match pair.iter().position(|&b| b == b'=') {
             Some(eq) => (
@@ -45,12 +73,13 @@ pub fn field(encoded: &[u8], name: &str) -> Result<Option<String>, FormError> {
         };
         if percent_decode(key, true)? == name.as_bytes() {
             let value = percent_decode(value, true)?;
-            return String::from_utf8(value)
-                .map(Some)
-                .map_err(|_| FormError::InvalidUtf8);
+            let value = String::from_utf8(value).map_err(|_| FormError::InvalidUtf8)?;
+            if !f(value) {
+                break;
+            }
         }
     }
-    Ok(None)
+    Ok(())
 }
 
 /// Decodes `%XX` escapes (either case of hex digit), and `+` as a space when
@@ -122,6 +151,16 @@ mod tests {
             let got = got.as_ref().map(|v| v.as_deref()).map_err(|e| *e);
             assert_eq!(got, *expected, "case {name}");
         }
+    }
+
+    #[test]
+    fn all_values_up_to_a_bound() {
+        let q = b"room=a&x=1&room=b&room=c";
+        let got = fields(q, "room", 2).unwrap();
+        assert_eq!(got, (vec!["a".to_string(), "b".to_string()], true));
+        assert!(!fields(q, "room", 3).unwrap().1);
+        assert_eq!(fields(b"", "room", 3).unwrap(), (vec![], false));
+        assert_eq!(fields(b"room=%zz", "room", 3), Err(FormError::BadEscape));
     }
 
     #[test]

@@ -38,7 +38,10 @@ use crate::conn::tls_session::TlsSession;
 use crate::conn::transport::Transport;
 use crate::conn::{Env, Ready, Step};
 use crate::http::response::DateCache;
+use crate::room;
 use crate::service::health::Phase;
+use crate::service::listeners::Listener;
+use crate::service::stats::Stats;
 use crate::service::{Config, Service};
 use crate::{debug, warn};
 use listen::{Accepted, Kind, Port};
@@ -51,6 +54,9 @@ const SIGNALS: Token = Token(usize::MAX);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(200);
 /// Presence is refreshed (and broadcast when it changed) this often.
 const PRESENCE_EVERY: Duration = Duration::from_secs(1);
+/// A room without listeners or messages for this long may be forgotten
+/// when a new one needs its place.
+const ROOM_IDLE: Duration = Duration::from_secs(600);
 
 pub struct Server {
     poll: Poll,
@@ -118,6 +124,12 @@ impl Server {
             max_message: opts.max_message,
             request_timeout: opts.request_timeout,
             idle_timeout: opts.idle_timeout,
+            rooms: room::Limits {
+                history: opts.history,
+                max_rooms: opts.max_rooms,
+                max_bytes: opts.history_mb << 20,
+                idle_micros: ROOM_IDLE.as_micros() as u64,
+            },
         };
         let mut timers = Timers::default();
         timers.schedule(now + opts.heartbeat, Key::Heartbeat);
@@ -136,7 +148,7 @@ impl Server {
                 .map(|p| p.addr),
             ports,
             timers,
-            service: Service::new(&opts.name, opts.history, config, now),
+            service: Service::new(&opts.name, config, now),
             bus,
             tls,
             date: DateCache::new(),
@@ -412,9 +424,9 @@ impl Server {
                 self.with_socket(t, now, |s, cx| s.send_to_peer(&frames, cx));
             }
         }
-        let mut frames = self.service.take_outbox();
-        frames.append(&mut self.broadcast);
-        if frames.is_empty() {
+        let rooms = self.service.take_outbox();
+        let broadcast = std::mem::take(&mut self.broadcast);
+        if rooms.is_empty() && broadcast.is_empty() {
             return;
         }
         let Server {
@@ -424,17 +436,27 @@ impl Server {
             touched,
             ..
         } = self;
-        service.stats.deliveries += (frames.len() * service.listeners.len()) as u64;
-        for l in service.listeners.iter() {
+        let mut push = |l: Listener, frames: &[Rc<[u8]>], stats: &mut Stats| {
             let Some(slot) = sockets.get_mut(l.conn) else {
-                continue;
+                return;
             };
-            if slot.socket.push(l.stream, &frames) == Step::Close {
-                service.stats.evicted += 1;
+            stats.deliveries += frames.len() as u64;
+            if slot.socket.push(l.stream, frames) == Step::Close {
+                stats.evicted += 1;
                 closing.push(l.conn);
             } else if !slot.touched {
                 slot.touched = true;
                 touched.push(l.conn);
+            }
+        };
+        for (room, frames) in &rooms {
+            for l in service.listeners.in_room(*room) {
+                push(l, frames, &mut service.stats);
+            }
+        }
+        if !broadcast.is_empty() {
+            for l in service.listeners.iter() {
+                push(l, &broadcast, &mut service.stats);
             }
         }
         for t in std::mem::take(&mut self.touched) {

@@ -15,7 +15,8 @@ pub struct StaticFile {
 }
 
 pub struct Assets {
-    pub home: Vec<u8>,
+    /// The page with the node's name filled in; the room is per request.
+    pub home: String,
     pub not_found: Vec<u8>,
     pub files: Vec<StaticFile>,
 }
@@ -24,7 +25,7 @@ impl Assets {
     pub fn new(node: &str) -> Assets {
         let name = escape_html(node);
         Assets {
-            home: HOME.replace("{{node}}", &name).into_bytes(),
+            home: HOME.replace("{{node}}", &name),
             not_found: NOT_FOUND.replace("{{node}}", &name).into_bytes(),
             files: PUBLIC
                 .iter()
@@ -36,6 +37,21 @@ impl Assets {
                 })
                 .collect(),
         }
+    }
+
+    /// The page of `room` (a valid room name): its title, where its form
+    /// posts, and the room the script follows first.
+    pub fn page(&self, room: &str) -> Vec<u8> {
+        let room = escape_html(room);
+        let publish = if room == crate::room::LOBBY {
+            "/publish".to_string()
+        } else {
+            format!("/r/{room}/publish")
+        };
+        self.home
+            .replace("{{room}}", &room)
+            .replace("{{publish}}", &publish)
+            .into_bytes()
     }
 
     pub fn file(&self, path: &str) -> Option<&StaticFile> {
@@ -93,7 +109,11 @@ mod tests {
     #[test]
     fn home_escapes_the_name() {
         let a = Assets::new("a<b>&\"c");
-        let home = String::from_utf8(a.home).unwrap();
+        let home = String::from_utf8(a.page("general")).unwrap();
+        assert!(home.contains("action=\"/r/general/publish\""), "{home}");
+        assert!(String::from_utf8(a.page("lobby"))
+            .unwrap()
+            .contains("action=\"/publish\""));
         assert!(home.contains("<h2>Node: a&lt;b&gt;&amp;&quot;c</h2>"));
     }
 

@@ -7,8 +7,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+#[cfg(test)]
+use super::presence::Peer;
 use super::presence::{json_string, Presence};
 use super::stats::Stats;
+use crate::room::Rooms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -36,13 +39,21 @@ pub struct Snapshot<'a> {
     pub presence: &'a Presence,
     pub local_listeners: usize,
     pub stats: &'a Stats,
-    pub history: usize,
+    pub rooms: &'a Rooms,
 }
+
+/// Rooms named in `/metrics` (labels stay bounded: the busiest, then a total).
+const METRIC_ROOMS: usize = 10;
 
 /// The `/healthz` status and body.
 pub fn healthz(s: &Snapshot) -> (u16, String) {
     let status = if s.phase == Phase::Serving { 200 } else { 503 };
-    let peers: Vec<String> = s.presence.peers.iter().map(|p| json_string(&p.0)).collect();
+    let peers: Vec<String> = s
+        .presence
+        .peers
+        .iter()
+        .map(|p| json_string(&p.name))
+        .collect();
     let body = format!(
         "{{\"status\":\"{}\",\"node\":{},\"uptime_seconds\":{},\"peers\":[{}],\"listeners\":{}}}\n",
         s.phase.name(),
@@ -160,8 +171,49 @@ pub fn metrics(s: &Snapshot) -> String {
     );
     m.gauge(
         "watercooler_history_messages",
-        "Messages held for resume and replay.",
-        &[("", s.history as f64)],
+        "Messages held for resume and replay, across rooms.",
+        &[("", s.rooms.len() as f64)],
+    );
+    m.gauge(
+        "watercooler_rooms",
+        "Rooms this node holds.",
+        &[("", s.rooms.count() as f64)],
+    );
+    let mut busiest: Vec<_> = s.rooms.iter().map(|(_, r)| r).collect();
+    busiest.sort_by(|a, b| {
+        (b.listeners, b.messages)
+            .cmp(&(a.listeners, a.messages))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    busiest.truncate(METRIC_ROOMS);
+    let labels: Vec<String> = busiest
+        .iter()
+        .map(|r| format!("room={}", json_string(&r.name)))
+        .collect();
+    let listeners: Vec<(&str, f64)> = labels
+        .iter()
+        .zip(&busiest)
+        .map(|(l, r)| (l.as_str(), r.listeners as f64))
+        .collect();
+    m.gauge(
+        "watercooler_room_listeners",
+        "Listeners of the busiest rooms on this node (at most 10 rooms).",
+        &listeners,
+    );
+    let messages: Vec<(&str, f64)> = labels
+        .iter()
+        .zip(&busiest)
+        .map(|(l, r)| (l.as_str(), r.messages as f64))
+        .collect();
+    m.counter(
+        "watercooler_room_messages_total",
+        "Messages accepted into the busiest rooms on this node (at most 10 rooms).",
+        &messages,
+    );
+    m.counter(
+        "watercooler_room_messages_dropped_total",
+        "Messages from other nodes that found no room (all in use).",
+        &[("", s.rooms.dropped as f64)],
     );
     m.gauge(
         "watercooler_uptime_seconds",
@@ -227,23 +279,42 @@ mod tests {
     fn metrics_are_prometheus_text() {
         let presence = Presence {
             node: "n".into(),
-            peers: vec![("p".into(), 2)],
+            peers: vec![Peer {
+                name: "p".into(),
+                listeners: 2,
+                rooms: Vec::new(),
+            }],
             listeners: 1,
+            rooms: Vec::new(),
         };
         let stats = Stats {
             published_local: 3,
             ..Stats::default()
         };
+        let limits = crate::room::Limits {
+            history: 5,
+            max_rooms: 5,
+            max_bytes: 1 << 20,
+            idle_micros: 1,
+        };
+        let mut rooms = Rooms::new("n", limits);
+        let general = rooms.open("general", 1).unwrap();
+        rooms.publish(general, "hi", 1);
         let s = Snapshot {
             phase: Phase::Serving,
             uptime: Duration::from_secs(5),
             presence: &presence,
             local_listeners: 1,
             stats: &stats,
-            history: 3,
+            rooms: &rooms,
         };
         let text = metrics(&s);
         assert!(text.contains("watercooler_messages_published_total{origin=\"local\"} 3\n"));
+        assert!(
+            text.contains("watercooler_room_messages_total{room=\"general\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("watercooler_rooms 2\n"));
         assert!(text.contains(
             "# TYPE watercooler_cluster_listeners gauge\nwatercooler_cluster_listeners 3\n"
         ));

@@ -1,11 +1,12 @@
-//! What requests mean and do, whichever protocol carried them: the page and
-//! static files, publishing, opening a stream, presence, health and metrics.
-//! A connection (HTTP/1.1 in `conn::http1`, HTTP/2 in `conn::h2`) parses a
-//! request into `http::Request`, calls `handle`, and writes the `Answer` its
-//! own way; a listener is a (connection, stream) pair, so one connection can
-//! carry many streams. After each loop turn the reactor takes what the room
-//! accepted (`take_outbox`) and what the node-level ticks made (heartbeat,
-//! presence) and delivers it to every listener. No sockets here.
+//! What requests mean and do, whichever protocol carried them: the pages and
+//! static files, publishing in a room, opening a stream on one or more
+//! rooms, presence, health and metrics. A connection (HTTP/1.1 in
+//! `conn::http1`, HTTP/2 in `conn::h2`) parses a request into
+//! `http::Request`, calls `handle`, and writes the `Answer` its own way; a
+//! listener is a (connection, stream) pair, so one connection can carry many
+//! streams. After each loop turn the reactor takes what the rooms accepted
+//! (`take_outbox`, by room) and what the node-level ticks made (heartbeat,
+//! presence) and delivers each to the listeners it is for. No sockets here.
 
 pub mod assets;
 pub mod health;
@@ -18,12 +19,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::http::{Method, Request, Response};
-use crate::room::Room;
+use crate::room::{self, RoomId, Rooms, LOBBY};
 use crate::sse;
 use assets::Assets;
 use health::Phase;
 use listeners::{Listener, ListenerKey, Listeners};
-use presence::Presence;
+use presence::{json_string, Peer, Presence};
 use routes::{Route, Site};
 use stats::Stats;
 
@@ -31,6 +32,10 @@ use stats::Stats;
 const RETRY_MS: u64 = 2000;
 /// The reconnect delay hinted to browsers when the node shuts down.
 pub const DRAIN_RETRY_MS: u64 = 1000;
+/// Rooms listed by `GET /rooms`.
+const LISTED_ROOMS: usize = 200;
+/// A node tells the others about this many of its busiest rooms.
+pub const TOLD_ROOMS: usize = 64;
 
 /// What the service needs from the command line.
 #[derive(Debug, Clone)]
@@ -38,6 +43,25 @@ pub struct Config {
     pub max_message: usize,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    pub rooms: room::Limits,
+}
+
+impl Config {
+    /// Small limits for unit tests.
+    #[cfg(test)]
+    pub fn for_tests() -> Config {
+        Config {
+            max_message: 64,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            rooms: room::Limits {
+                history: 100,
+                max_rooms: 8,
+                max_bytes: 1 << 20,
+                idle_micros: 600_000_000,
+            },
+        }
+    }
 }
 
 /// What a request gets.
@@ -54,7 +78,7 @@ pub enum Answer {
 }
 
 pub struct Service {
-    pub room: Room,
+    pub rooms: Rooms,
     pub listeners: Listeners,
     pub assets: Assets,
     pub stats: Stats,
@@ -67,12 +91,20 @@ pub struct Service {
     quiet: bool,
 }
 
+/// Microseconds since the epoch: message sequences and room activity.
+pub fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
 impl Service {
-    pub fn new(name: &str, history: usize, config: Config, now: Instant) -> Service {
+    pub fn new(name: &str, config: Config, now: Instant) -> Service {
         let mut heartbeat = Vec::new();
         sse::comment(&mut heartbeat, "heartbeat");
         Service {
-            room: Room::new(name, history),
+            rooms: Rooms::new(name, config.rooms),
             listeners: Listeners::default(),
             assets: Assets::new(name),
             stats: Stats::default(),
@@ -112,21 +144,10 @@ impl Service {
         };
         let resp = match routes::route(req, body, &site) {
             Route::Respond(resp) => resp,
-            Route::Publish(_) if self.phase == Phase::Draining => {
-                // Its listeners' streams have ended: the message would reach
-                // no one here. The client retries on another node.
-                Response::error(503, "the node is shutting down").with_header("retry-after", "1")
+            Route::Page(room) => {
+                Response::new(200, "text/html; charset=utf-8", self.assets.page(&room))
             }
-            Route::Publish(text) => {
-                let text = sse::normalize(&text);
-                let micros = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_micros() as u64;
-                self.room.publish(&text, micros);
-                self.stats.published_local += 1;
-                Response::error(303, "published").with_header("location", "/")
-            }
+            Route::Publish { room, text } => self.publish(&room, &text),
             Route::Cluster => {
                 let presence = Presence {
                     listeners: self.listeners.len(),
@@ -134,6 +155,8 @@ impl Service {
                 };
                 Response::new(200, "application/json", presence.json())
             }
+            Route::Rooms => Response::new(200, "application/json", self.rooms_json())
+                .with_header("cache-control", "no-store"),
             Route::Health | Route::Metrics => {
                 let snap = health::Snapshot {
                     phase: self.phase,
@@ -141,7 +164,7 @@ impl Service {
                     presence: &self.presence,
                     local_listeners: self.listeners.len(),
                     stats: &self.stats,
-                    history: self.room.len(),
+                    rooms: &self.rooms,
                 };
                 let resp = if req.path == "/healthz" {
                     let (status, body) = health::healthz(&snap);
@@ -155,19 +178,59 @@ impl Service {
                 };
                 resp.with_header("cache-control", "no-store")
             }
-            Route::Listen(_) if req.method == Method::Head => stream_head(),
-            Route::Listen(last_id) => return self.listen(last_id.as_deref(), who),
+            Route::Listen { .. } if req.method == Method::Head => stream_head(),
+            Route::Listen { rooms, last_id } => {
+                match self.listen(&rooms, last_id.as_deref(), who) {
+                    Ok(answer) => return answer,
+                    Err(resp) => resp,
+                }
+            }
         };
         self.stats.count_status(resp.status);
         Answer::Respond(resp)
     }
 
-    fn listen(&mut self, last_id: Option<&str>, who: Listener) -> Answer {
+    fn publish(&mut self, room: &str, text: &str) -> Response {
+        if self.phase == Phase::Draining {
+            // Its listeners' streams have ended: the message would reach
+            // no one here. The client retries on another node.
+            return Response::error(503, "the node is shutting down")
+                .with_header("retry-after", "1");
+        }
+        let micros = now_micros();
+        let Ok(id) = self.rooms.open(room, micros) else {
+            return too_many_rooms();
+        };
+        let text = sse::normalize(text);
+        self.rooms.publish(id, &text, micros);
+        self.stats.published_local += 1;
+        let page = if room == LOBBY {
+            "/".to_string()
+        } else {
+            format!("/r/{room}")
+        };
+        Response::error(303, "published").with_header("location", page)
+    }
+
+    fn listen(
+        &mut self,
+        names: &[String],
+        last_id: Option<&str>,
+        who: Listener,
+    ) -> Result<Answer, Response> {
+        let micros = now_micros();
+        let mut ids: Vec<RoomId> = Vec::with_capacity(names.len());
+        for name in names {
+            match self.rooms.open(name, micros) {
+                Ok(id) => ids.push(id),
+                Err(_) => return Err(too_many_rooms()),
+            }
+        }
         let mut first = Vec::with_capacity(256);
         sse::retry(&mut first, RETRY_MS);
         let mut replay = Vec::new();
         if let Some(id) = last_id {
-            let resume = self.room.resume(id);
+            let resume = self.rooms.resume(&ids, id);
             if resume.missed {
                 sse::encode(
                     &mut first,
@@ -178,7 +241,10 @@ impl Service {
             }
             replay = resume.frames;
         }
-        let key = self.listeners.add(who);
+        for &id in &ids {
+            self.rooms.join(id);
+        }
+        let key = self.listeners.add(who, &ids);
         // The broadcast presence is refreshed once a second; this stream's
         // first one counts the stream itself.
         let presence = Presence {
@@ -188,17 +254,21 @@ impl Service {
         sse::encode(&mut first, None, Some("presence"), &presence.json());
         self.stats.streams_opened += 1;
         self.stats.count_status(200);
-        Answer::Stream { key, first, replay }
+        Ok(Answer::Stream { key, first, replay })
     }
 
     /// A stream ended (its connection closed, or it was reset or evicted).
     pub fn leave(&mut self, key: ListenerKey) {
-        self.listeners.remove(key);
+        let micros = now_micros();
+        for room in self.listeners.remove(key) {
+            self.rooms.leave(room, micros);
+        }
     }
 
-    /// Frames accepted into the room since the last call, for every listener.
-    pub fn take_outbox(&mut self) -> Vec<Rc<[u8]>> {
-        let frames = self.room.take_outbox();
+    /// Frames accepted since the last call, by room, for that room's
+    /// listeners.
+    pub fn take_outbox(&mut self) -> Vec<(RoomId, Vec<Rc<[u8]>>)> {
+        let frames = self.rooms.take_outbox();
         if !frames.is_empty() {
             self.quiet = false;
         }
@@ -212,19 +282,66 @@ impl Service {
         quiet.then(|| self.heartbeat.clone())
     }
 
+    /// This node's rooms with listeners, busiest first, at most `n`.
+    pub fn busiest_rooms(&self, n: usize) -> Vec<(String, usize)> {
+        let mut rooms: Vec<(String, usize)> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.listeners > 0)
+            .map(|(_, r)| (r.name.to_string(), r.listeners))
+            .collect();
+        rooms.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        rooms.truncate(n);
+        rooms
+    }
+
     /// The presence tick: when the linked peers or the listener counts
     /// changed, the new presence event for every stream.
-    pub fn refresh_presence(&mut self, mut peers: Vec<(String, usize)>) -> Option<Rc<[u8]>> {
+    pub fn refresh_presence(&mut self, mut peers: Vec<Peer>) -> Option<Rc<[u8]>> {
         peers.sort();
-        let listeners = self.listeners.len();
-        if peers == self.presence.peers && listeners == self.presence.listeners {
+        let next = Presence {
+            node: self.presence.node.clone(),
+            peers,
+            listeners: self.listeners.len(),
+            rooms: self.busiest_rooms(TOLD_ROOMS),
+        };
+        if next == self.presence {
             return None;
         }
-        self.presence.peers = peers;
-        self.presence.listeners = listeners;
+        self.presence = next;
         let mut f = Vec::new();
         sse::encode(&mut f, None, Some("presence"), &self.presence.json());
         Some(f.into())
+    }
+
+    /// `GET /rooms`: the rooms of the cluster (this node's, and the busiest
+    /// of each peer's), with listeners across the cluster and the messages
+    /// this node holds: `{"rooms":[{"name":…,"listeners":…,"messages":…}]}`.
+    fn rooms_json(&self) -> String {
+        let mut listed = self.presence.cluster_rooms(LISTED_ROOMS);
+        for (_, r) in self.rooms.iter() {
+            if listed.len() >= LISTED_ROOMS {
+                break;
+            }
+            if !listed.iter().any(|(n, _)| **n == *r.name) && !r.is_empty() {
+                listed.push((r.name.to_string(), 0));
+            }
+        }
+        let items: Vec<String> = listed
+            .iter()
+            .map(|(name, listeners)| {
+                let messages = self
+                    .rooms
+                    .find(name)
+                    .and_then(|id| self.rooms.get(id))
+                    .map_or(0, |r| r.len());
+                format!(
+                    "{{\"name\":{},\"listeners\":{listeners},\"messages\":{messages}}}",
+                    json_string(name)
+                )
+            })
+            .collect();
+        format!("{{\"rooms\":[{}]}}\n", items.join(","))
     }
 
     /// The last thing each stream gets before the node shuts down: a hint
@@ -236,6 +353,14 @@ impl Service {
     }
 }
 
+fn too_many_rooms() -> Response {
+    Response::error(
+        503,
+        "too many rooms: this node holds as many as it may (--max-rooms); existing rooms still work",
+    )
+    .with_header("retry-after", "60")
+}
+
 /// `HEAD /listen`: the stream's headers, no stream.
 fn stream_head() -> Response {
     Response::new(200, "text/event-stream", Vec::new())
@@ -244,71 +369,4 @@ fn stream_head() -> Response {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use mio::Token;
-
-    fn service() -> Service {
-        let config = Config {
-            max_message: 100,
-            request_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-        };
-        let mut s = Service::new("n1", 10, config, Instant::now());
-        s.phase = Phase::Serving;
-        s
-    }
-
-    fn req(method: &str, target: &str) -> Request {
-        Request::new(method, target).unwrap()
-    }
-
-    const WHO: Listener = Listener {
-        conn: Token(7),
-        stream: 3,
-    };
-
-    #[test]
-    fn publish_reaches_the_outbox_and_a_stream_resumes() {
-        let mut s = service();
-        let Answer::Stream { key, first, replay } =
-            s.handle(&req("GET", "/listen"), b"", WHO, Instant::now())
-        else {
-            panic!("no stream");
-        };
-        assert!(replay.is_empty());
-        assert!(String::from_utf8_lossy(&first).contains("event: presence"));
-        assert_eq!(s.listeners.iter().collect::<Vec<_>>(), [WHO]);
-        match s.handle(&req("POST", "/publish"), b"message=hi", WHO, Instant::now()) {
-            Answer::Respond(r) => assert_eq!(r.status, 303),
-            Answer::Stream { .. } => panic!("publish opened a stream"),
-        }
-        assert_eq!(s.take_outbox().len(), 1);
-        assert!(s.heartbeat().is_none(), "a message went out");
-        assert!(s.heartbeat().is_some(), "quiet since");
-        s.leave(key);
-        assert!(s.listeners.is_empty());
-    }
-
-    #[test]
-    fn starting_holds_all_but_health_and_draining_refuses_publish() {
-        let mut s = service();
-        s.phase = Phase::Starting;
-        assert!(s.holds(&req("GET", "/")));
-        assert!(!s.holds(&req("GET", "/healthz")));
-        s.phase = Phase::Draining;
-        match s.handle(&req("POST", "/publish"), b"message=hi", WHO, Instant::now()) {
-            Answer::Respond(r) => assert_eq!(r.status, 503),
-            Answer::Stream { .. } => panic!(),
-        }
-        assert!(s.take_outbox().is_empty());
-    }
-
-    #[test]
-    fn presence_is_sent_only_when_it_changed() {
-        let mut s = service();
-        assert!(s.refresh_presence(vec![]).is_none());
-        assert!(s.refresh_presence(vec![("b".into(), 2)]).is_some());
-        assert!(s.refresh_presence(vec![("b".into(), 2)]).is_none());
-    }
-}
+mod tests;

@@ -1,23 +1,54 @@
-//! Who is here: this node, the peers it is linked to, and how many listeners
-//! the cluster has. Sent to browsers as the `presence` SSE event and served
-//! as `GET /cluster`. The reactor rebuilds it when something changes and
-//! broadcasts it at most once a second, so thousands of listeners connecting
-//! cost one broadcast, not one each.
+//! Who is here: this node, the peers it is linked to, how many listeners
+//! the cluster has, and in which rooms. Sent to browsers as the `presence`
+//! SSE event and served as `GET /cluster` and `GET /rooms`. The reactor
+//! rebuilds it once a second and broadcasts it when it changed, so
+//! thousands of listeners connecting cost one broadcast, not one each.
 
 use crate::room::tag_of;
+
+/// Rooms named in the presence event (the busiest across the cluster).
+pub const EVENT_ROOMS: usize = 16;
+
+/// A linked node as its link last described it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Peer {
+    pub name: String,
+    pub listeners: usize,
+    /// Its busiest rooms and their listeners.
+    pub rooms: Vec<(String, usize)>,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Presence {
     pub node: String,
-    /// Linked peers and their listener counts.
-    pub peers: Vec<(String, usize)>,
+    /// Linked peers, sorted by name.
+    pub peers: Vec<Peer>,
     /// Listeners on this node.
     pub listeners: usize,
+    /// This node's rooms that have listeners, and how many.
+    pub rooms: Vec<(String, usize)>,
 }
 
 impl Presence {
     pub fn total_listeners(&self) -> usize {
-        self.listeners + self.peers.iter().map(|p| p.1).sum::<usize>()
+        self.listeners + self.peers.iter().map(|p| p.listeners).sum::<usize>()
+    }
+
+    /// Listeners per room across the cluster, busiest first (then by
+    /// name), at most `n` rooms.
+    pub fn cluster_rooms(&self, n: usize) -> Vec<(String, usize)> {
+        let mut all: Vec<(String, usize)> = self.rooms.clone();
+        for peer in &self.peers {
+            for (room, count) in &peer.rooms {
+                match all.iter_mut().find(|r| r.0 == *room) {
+                    Some(r) => r.1 += count,
+                    None => all.push((room.clone(), *count)),
+                }
+            }
+        }
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
     }
 
     /// `{"node":…,"nodes":[…],"listeners":N,"tags":{tag:name}}`: `nodes` is
@@ -25,19 +56,25 @@ impl Presence {
     /// event ids to node names, so a page can say where a message came from.
     pub fn json(&self) -> String {
         let mut names: Vec<&str> = vec![&self.node];
-        names.extend(self.peers.iter().map(|p| p.0.as_str()));
+        names.extend(self.peers.iter().map(|p| p.name.as_str()));
         let nodes: Vec<String> = names.iter().map(|n| json_string(n)).collect();
         let tags: Vec<String> = names
             .iter()
             .map(|n| format!("\"{:08x}\":{}", tag_of(n), json_string(n)))
             .collect();
+        let rooms: Vec<String> = self
+            .cluster_rooms(EVENT_ROOMS)
+            .iter()
+            .map(|(name, n)| format!("{}:{n}", json_string(name)))
+            .collect();
         format!(
-            "{{\"node\":{},\"nodes\":[{}],\"listeners\":{},\"local_listeners\":{},\"tags\":{{{}}}}}",
+            "{{\"node\":{},\"nodes\":[{}],\"listeners\":{},\"local_listeners\":{},\"tags\":{{{}}},\"rooms\":{{{}}}}}",
             json_string(&self.node),
             nodes.join(","),
             self.total_listeners(),
             self.listeners,
-            tags.join(",")
+            tags.join(","),
+            rooms.join(",")
         )
     }
 }
@@ -66,8 +103,13 @@ mod tests {
     fn json_counts_and_escapes() {
         let p = Presence {
             node: "a\"<".into(),
-            peers: vec![("b".into(), 2)],
+            peers: vec![Peer {
+                name: "b".into(),
+                listeners: 2,
+                rooms: vec![("x".into(), 1), ("lobby".into(), 1)],
+            }],
             listeners: 3,
+            rooms: vec![("lobby".into(), 3)],
         };
         let j = p.json();
         assert!(
@@ -76,5 +118,6 @@ mod tests {
             ),
             "{j}"
         );
+        assert!(j.ends_with(",\"rooms\":{\"lobby\":4,\"x\":1}}"), "{j}");
     }
 }

@@ -6,16 +6,27 @@
 use super::assets::{etag_matches, Assets};
 use crate::http::form;
 use crate::http::{Method, Request, Response};
+use crate::room::name::{self, Action};
 
 #[derive(Debug)]
 pub enum Route {
     Respond(Response),
-    /// Publish the text, then answer 303 to `/`.
-    Publish(String),
-    /// Open an SSE stream, resuming after this id if there is one.
-    Listen(Option<String>),
+    /// A room's page.
+    Page(String),
+    /// Publish the text in the room, then answer 303 to its page.
+    Publish {
+        room: String,
+        text: String,
+    },
+    /// Open an SSE stream on these rooms, resuming after this id if any.
+    Listen {
+        rooms: Vec<String>,
+        last_id: Option<String>,
+    },
     /// `GET /cluster`: the caller fills in the presence JSON.
     Cluster,
+    /// `GET /rooms`: the rooms of the cluster and their listeners.
+    Rooms,
     /// `GET /healthz` and `GET /metrics`: the caller reports on the node.
     Health,
     Metrics,
@@ -27,6 +38,9 @@ pub struct Site<'a> {
     pub max_message: usize,
 }
 
+/// Most rooms one stream may follow.
+pub const MAX_STREAM_ROOMS: usize = 16;
+
 /// The most bytes a `POST /publish` body may have: a message at the limit
 /// with every byte percent-encoded, plus room for the field name and others.
 pub fn max_body(max_message: usize) -> usize {
@@ -35,19 +49,27 @@ pub fn max_body(max_message: usize) -> usize {
 
 pub fn route(req: &Request, body: &[u8], site: &Site) -> Route {
     let get = matches!(req.method, Method::Get | Method::Head);
+    if let Some(room_path) = name::parse_path(&req.path) {
+        let Ok((room, action)) = room_path else {
+            return Route::Respond(Response::error(
+                404,
+                &format!("no such room: {}", name::RULE),
+            ));
+        };
+        return match action {
+            Action::Page if get => Route::Page(room.to_string()),
+            Action::Publish if req.method == Method::Post => publish(req, room, body, site),
+            Action::Publish => method_not_allowed("POST"),
+            Action::Listen if get => listen(req, room),
+            Action::Page | Action::Listen => method_not_allowed("GET, HEAD"),
+        };
+    }
     match req.path.as_str() {
-        "/" if get => Route::Respond(Response::new(
-            200,
-            "text/html; charset=utf-8",
-            site.assets.home.clone(),
-        )),
-        "/publish" if req.method == Method::Post => publish(req, body, site),
-        "/publish" => method_not_allowed("POST"),
-        "/listen" if get => Route::Listen(last_event_id(req)),
         "/cluster" if get => Route::Cluster,
+        "/rooms" if get => Route::Rooms,
         "/healthz" if get => Route::Health,
         "/metrics" if get => Route::Metrics,
-        "/" | "/listen" | "/cluster" | "/healthz" | "/metrics" => method_not_allowed("GET, HEAD"),
+        "/cluster" | "/rooms" | "/healthz" | "/metrics" => method_not_allowed("GET, HEAD"),
         path => match site.assets.file(path) {
             Some(_) if !get => method_not_allowed("GET, HEAD"),
             Some(file) => {
@@ -78,11 +100,44 @@ pub fn route(req: &Request, body: &[u8], site: &Site) -> Route {
     }
 }
 
+/// The rooms a stream follows: `room=` in the query (the path's room too
+/// under `/r/NAME/listen`; the lobby only when named), else the path's.
+fn listen(req: &Request, path_room: &str) -> Route {
+    let query = req.query.as_deref().unwrap_or("").as_bytes();
+    let (named, more) = match form::fields(query, "room", MAX_STREAM_ROOMS) {
+        Ok(found) => found,
+        Err(e) => return Route::Respond(Response::error(400, &format!("bad query: {e}"))),
+    };
+    let mut rooms: Vec<String> = Vec::new();
+    if named.is_empty() || req.path.starts_with("/r/") {
+        rooms.push(path_room.to_string());
+    }
+    for room in named {
+        if !name::valid(&room) {
+            return Route::Respond(Response::error(
+                400,
+                &format!("bad room {room:?}: {}", name::RULE),
+            ));
+        }
+        if !rooms.contains(&room) {
+            rooms.push(room);
+        }
+    }
+    if more || rooms.len() > MAX_STREAM_ROOMS {
+        let why = format!("a stream follows at most {MAX_STREAM_ROOMS} rooms");
+        return Route::Respond(Response::error(400, &why));
+    }
+    Route::Listen {
+        rooms,
+        last_id: last_event_id(req),
+    }
+}
+
 fn method_not_allowed(allow: &str) -> Route {
     Route::Respond(Response::error(405, "method not allowed").with_header("allow", allow))
 }
 
-fn publish(req: &Request, body: &[u8], site: &Site) -> Route {
+fn publish(req: &Request, room: &str, body: &[u8], site: &Site) -> Route {
     if !same_origin(req) {
         return Route::Respond(Response::error(403, "cross-site publish refused"));
     }
@@ -105,7 +160,10 @@ fn publish(req: &Request, body: &[u8], site: &Site) -> Route {
             413,
             &format!("the message is longer than {} bytes", site.max_message),
         )),
-        Ok(Some(m)) => Route::Publish(m),
+        Ok(Some(m)) => Route::Publish {
+            room: room.to_string(),
+            text: m,
+        },
     }
 }
 
@@ -161,9 +219,10 @@ mod tests {
     fn status(r: Route) -> u16 {
         match r {
             Route::Respond(r) => r.status,
-            Route::Publish(_) => 303,
-            Route::Listen(_) => 1,
-            Route::Cluster | Route::Health | Route::Metrics => 2,
+            Route::Page(_) => 200,
+            Route::Publish { .. } => 303,
+            Route::Listen { .. } => 1,
+            Route::Cluster | Route::Rooms | Route::Health | Route::Metrics => 2,
         }
     }
 
@@ -172,6 +231,49 @@ mod tests {
         let h = "Host: a:1\r\n";
         let cases: &[(&str, String, &str, u16)] = &[
             ("home", format!("GET / HTTP/1.1\r\n{h}\r\n"), "", 200),
+            (
+                "room page",
+                format!("GET /r/general HTTP/1.1\r\n{h}\r\n"),
+                "",
+                200,
+            ),
+            (
+                "bad room page",
+                format!("GET /r/Gen HTTP/1.1\r\n{h}\r\n"),
+                "",
+                404,
+            ),
+            (
+                "room below",
+                format!("GET /r/a/x HTTP/1.1\r\n{h}\r\n"),
+                "",
+                404,
+            ),
+            (
+                "room publish",
+                format!("POST /r/general/publish HTTP/1.1\r\n{h}\r\n"),
+                "message=hi",
+                303,
+            ),
+            (
+                "room listen",
+                format!("GET /r/x/listen HTTP/1.1\r\n{h}\r\n"),
+                "",
+                1,
+            ),
+            (
+                "listen to two",
+                format!("GET /listen?room=a&room=b HTTP/1.1\r\n{h}\r\n"),
+                "",
+                1,
+            ),
+            (
+                "listen to a bad name",
+                format!("GET /listen?room=A HTTP/1.1\r\n{h}\r\n"),
+                "",
+                400,
+            ),
+            ("rooms", format!("GET /rooms HTTP/1.1\r\n{h}\r\n"), "", 2),
             ("head home", format!("HEAD / HTTP/1.1\r\n{h}\r\n"), "", 200),
             ("css", format!("GET /main.css HTTP/1.1\r\n{h}\r\n"), "", 200),
             ("missing", format!("GET /nope HTTP/1.1\r\n{h}\r\n"), "", 404),
@@ -285,11 +387,33 @@ mod tests {
             "GET /listen?lastEventId=a%2Db HTTP/1.1\r\nHost: a\r\n\r\n",
             "",
         );
-        assert!(matches!(r, Route::Listen(Some(ref id)) if id == "a-b"));
+        assert!(matches!(r, Route::Listen { last_id: Some(ref id), .. } if id == "a-b"));
         let r = run(
             "GET /listen HTTP/1.1\r\nHost: a\r\nLast-Event-ID: x\r\n\r\n",
             "",
         );
-        assert!(matches!(r, Route::Listen(Some(ref id)) if id == "x"));
+        assert!(matches!(r, Route::Listen { last_id: Some(ref id), .. } if id == "x"));
+    }
+
+    #[test]
+    fn the_rooms_a_stream_follows() {
+        let rooms =
+            |target: &str| match run(&format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n"), "") {
+                Route::Listen { rooms, .. } => rooms,
+                other => panic!("{target}: {other:?}"),
+            };
+        assert_eq!(rooms("/listen"), ["lobby"]);
+        assert_eq!(rooms("/listen?room=b&room=a&room=b"), ["b", "a"]);
+        assert_eq!(rooms("/r/x/listen"), ["x"]);
+        assert_eq!(rooms("/r/x/listen?room=lobby"), ["x", "lobby"]);
+        assert_eq!(rooms("/r/lobby/listen"), ["lobby"]);
+        let many: String = (0..17).map(|i| format!("room=r{i}&")).collect();
+        assert_eq!(
+            status(run(
+                &format!("GET /listen?{many} HTTP/1.1\r\nHost: a\r\n\r\n"),
+                ""
+            )),
+            400
+        );
     }
 }

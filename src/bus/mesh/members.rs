@@ -7,6 +7,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::service::presence::Peer;
+
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(3);
 const FORGET_AFTER: Duration = Duration::from_secs(120);
@@ -29,8 +31,10 @@ pub struct Known {
     pub synced: bool,
     /// A link with it was up before (the next one is a reconnect).
     pub ever_up: bool,
-    /// Its listeners, as its link last said (0 while unlinked).
+    /// Its listeners and busiest rooms, as its link last said (none while
+    /// unlinked).
     pub listeners: usize,
+    pub rooms: Vec<(String, usize)>,
     attempts: u32,
     next_dial: Option<Instant>,
     failing_since: Option<Instant>,
@@ -82,6 +86,7 @@ impl Members {
             synced: false,
             ever_up: false,
             listeners: 0,
+            rooms: Vec::new(),
             attempts: 0,
             next_dial: Some(now),
             failing_since: None,
@@ -178,24 +183,37 @@ impl Members {
                 k.link = None;
                 k.synced = false;
                 k.listeners = 0;
+                k.rooms = Vec::new();
                 k.next_dial = Some(now + delay);
                 k.failing_since = Some(now);
             }
         }
     }
 
-    pub fn set_listeners(&mut self, name: &str, listeners: usize) {
+    pub fn set_listeners(
+        &mut self,
+        name: &str,
+        listeners: usize,
+        rooms: Option<Vec<(String, usize)>>,
+    ) {
         if let Some(k) = self.get_mut(name) {
             k.listeners = listeners;
+            if let Some(rooms) = rooms {
+                k.rooms = rooms;
+            }
         }
     }
 
     /// The linked nodes and their listeners, for presence.
-    pub fn linked(&self) -> Vec<(String, usize)> {
+    pub fn linked(&self) -> Vec<Peer> {
         self.known
             .iter()
             .filter(|k| k.link.is_some())
-            .map(|k| (k.name.clone(), k.listeners))
+            .map(|k| Peer {
+                name: k.name.clone(),
+                listeners: k.listeners,
+                rooms: k.rooms.clone(),
+            })
             .collect()
     }
 

@@ -19,7 +19,7 @@ use std::time::Instant;
 use mio::Token;
 
 use crate::info;
-use crate::service::Service;
+use crate::service::{Service, TOLD_ROOMS};
 use config::ClusterConfig;
 use members::Members;
 use wire::Frame;
@@ -35,8 +35,8 @@ pub struct Mesh {
     pub sync_until: Instant,
     /// Every link, in handshake or up.
     links: Vec<Token>,
-    /// Local listener count last told to the peers.
-    told: usize,
+    /// Local listener counts last told to the peers.
+    told: (usize, Vec<(String, usize)>),
 }
 
 /// How a link ended, for the membership.
@@ -67,7 +67,7 @@ impl Mesh {
             listen,
             sync_until: now + config.sync_nodes_timeout,
             links: Vec::new(),
-            told: 0,
+            told: (0, Vec::new()),
         }
     }
 
@@ -105,9 +105,9 @@ impl Mesh {
     /// listener count when it changed (on the presence tick).
     pub fn outgoing(&mut self, service: &mut Service, presence_tick: bool) -> Vec<Rc<[u8]>> {
         let mut frames: Vec<Rc<[u8]>> = Vec::new();
-        for e in service.room.take_peer_outbox() {
-            let mut buf = Vec::with_capacity(e.text.len() + 24);
-            wire::encode_message(e.origin, e.seq, &e.text, &mut buf);
+        for e in service.rooms.take_peer_outbox() {
+            let mut buf = Vec::with_capacity(e.text.len() + e.room.len() + 24);
+            wire::encode_message(e.origin, e.seq, &e.room, &e.text, &mut buf);
             frames.push(buf.into());
         }
         if self.members.take_changed() {
@@ -115,13 +115,19 @@ impl Mesh {
             wire::encode(&self.nodes_frame(), &mut buf);
             frames.push(buf.into());
         }
-        let listeners = service.listeners.len();
-        if presence_tick && self.told != listeners {
-            self.told = listeners;
-            let mut buf = Vec::new();
-            let listeners = listeners.min(u32::MAX as usize) as u32;
-            wire::encode(&Frame::Presence { listeners }, &mut buf);
-            frames.push(buf.into());
+        if presence_tick {
+            let now = (service.listeners.len(), service.busiest_rooms(TOLD_ROOMS));
+            if now != self.told {
+                let count = |n: usize| n.min(u32::MAX as usize) as u32;
+                let frame = Frame::Presence {
+                    listeners: count(now.0),
+                    rooms: now.1.iter().map(|(r, n)| (r.clone(), count(*n))).collect(),
+                };
+                let mut buf = Vec::new();
+                wire::encode(&frame, &mut buf);
+                frames.push(buf.into());
+                self.told = now;
+            }
         }
         frames
     }

@@ -15,7 +15,10 @@ pub const MAX_HANDSHAKE_FRAME: usize = 1024;
 pub const MAX_FRAME: usize = (1 << 20) + 1024;
 /// Most origins in a `State` and most nodes in a `Nodes` frame.
 pub const MAX_LIST: usize = 256;
-pub const VERSION: u8 = 1;
+/// 2: messages carry their room; presence carries room listener counts.
+pub const VERSION: u8 = 2;
+/// Most rooms a `Presence` frame names.
+pub const MAX_ROOMS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -47,18 +50,21 @@ pub enum Frame {
     },
     /// The replay that answers a `State` is complete.
     Synced,
-    /// One chat message.
+    /// One chat message, in its room.
     Message {
         origin: u32,
         seq: u64,
+        room: String,
         text: String,
     },
     /// The nodes I know: (name, cluster address).
     Nodes {
         nodes: Vec<(String, String)>,
     },
+    /// My listeners, and the busiest of my rooms with theirs.
     Presence {
         listeners: u32,
+        rooms: Vec<(String, u32)>,
     },
     Ping,
     Pong,
@@ -143,9 +149,14 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             }
         }
         Frame::Synced => out.push(SYNCED),
-        Frame::Message { origin, seq, text } => {
+        Frame::Message {
+            origin,
+            seq,
+            room,
+            text,
+        } => {
             out.truncate(start);
-            return encode_message(*origin, *seq, text, out);
+            return encode_message(*origin, *seq, room, text, out);
         }
         Frame::Nodes { nodes } => {
             out.push(NODES);
@@ -155,9 +166,14 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
                 put_str(out, addr);
             }
         }
-        Frame::Presence { listeners } => {
+        Frame::Presence { listeners, rooms } => {
             out.push(PRESENCE);
             out.extend_from_slice(&listeners.to_be_bytes());
+            out.push(rooms.len().min(MAX_ROOMS) as u8);
+            for (room, n) in rooms.iter().take(MAX_ROOMS) {
+                put_str(out, room);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
         }
         Frame::Ping => out.push(PING),
         Frame::Pong => out.push(PONG),
@@ -168,13 +184,17 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
 }
 
 /// Appends a `Message` frame without building a `Frame` (no copy of the
-/// text): what the node sends for every message, live and in replays.
-pub fn encode_message(origin: u32, seq: u64, text: &str, out: &mut Vec<u8>) {
-    let len = 1 + 4 + 8 + 4 + text.len();
+/// text): what the node sends for every message, live and in replays. The
+/// room is a valid room name (at most 32 bytes).
+pub fn encode_message(origin: u32, seq: u64, room: &str, text: &str, out: &mut Vec<u8>) {
+    let room = room.get(..room.len().min(u8::MAX as usize)).unwrap_or("");
+    let len = 1 + 4 + 8 + 1 + room.len() + 4 + text.len();
     out.extend_from_slice(&(len as u32).to_be_bytes());
     out.push(MESSAGE);
     out.extend_from_slice(&origin.to_be_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
+    out.push(room.len() as u8);
+    out.extend_from_slice(room.as_bytes());
     out.extend_from_slice(&(text.len() as u32).to_be_bytes());
     out.extend_from_slice(text.as_bytes());
 }
@@ -238,10 +258,12 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize)>, Wi
         MESSAGE => {
             let origin = r.u32()?;
             let seq = r.u64()?;
+            let room = r.str8()?;
             let n = r.u32()? as usize;
             Frame::Message {
                 origin,
                 seq,
+                room,
                 text: r.string(n)?,
             }
         }
@@ -256,9 +278,18 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize)>, Wi
             }
             Frame::Nodes { nodes }
         }
-        PRESENCE => Frame::Presence {
-            listeners: r.u32()?,
-        },
+        PRESENCE => {
+            let listeners = r.u32()?;
+            let n = r.u8()? as usize;
+            if n > MAX_ROOMS {
+                return Err(WireError::TooManyItems);
+            }
+            let mut rooms = Vec::with_capacity(n);
+            for _ in 0..n {
+                rooms.push((r.str16()?, r.u32()?));
+            }
+            Frame::Presence { listeners, rooms }
+        }
         PING => Frame::Ping,
         PONG => Frame::Pong,
         LEAVE => Frame::Leave,
@@ -308,6 +339,10 @@ impl Reader<'_> {
         let n = self.u16()? as usize;
         self.string(n)
     }
+    fn str8(&mut self) -> Result<String, WireError> {
+        let n = self.u8()? as usize;
+        self.string(n)
+    }
 }
 
 #[cfg(test)]
@@ -339,12 +374,16 @@ mod tests {
             Frame::Message {
                 origin: 0xdead_beef,
                 seq: 42,
+                room: "general".into(),
                 text: "héllo\nworld 🚀".into(),
             },
             Frame::Nodes {
                 nodes: vec![("a@h".into(), "127.0.0.1:1".into())],
             },
-            Frame::Presence { listeners: 3 },
+            Frame::Presence {
+                listeners: 3,
+                rooms: vec![("lobby".into(), 2), ("x".into(), 1)],
+            },
             Frame::Ping,
             Frame::Pong,
             Frame::Leave,
@@ -390,7 +429,7 @@ mod tests {
             (
                 "text past end",
                 &[
-                    0, 0, 0, 17, MESSAGE, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff, 0xff,
+                    0, 0, 0, 18, MESSAGE, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0xff, 0xff, 0xff,
                     0xff,
                 ],
                 WireError::Truncated,

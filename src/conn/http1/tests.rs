@@ -21,12 +21,7 @@ struct Rig {
 impl Rig {
     fn new() -> Rig {
         let now = Instant::now();
-        let config = Config {
-            max_message: 64,
-            request_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-        };
-        let mut service = Service::new("n1", 100, config, now);
+        let mut service = Service::new("n1", Config::for_tests(), now);
         service.phase = Phase::Serving;
         let peer = "127.0.0.1:9".parse().unwrap();
         let conn = Http1::new(

@@ -169,7 +169,7 @@ impl<S: Stream> PeerLink<S> {
         );
         env.service.stats.peer_links_up += 1;
         self.send(&Frame::State {
-            clock: env.service.room.clock().entries().to_vec(),
+            clock: env.service.rooms.clock().entries().to_vec(),
             listeners: env.service.listeners.len() as u32,
         });
         self.send(&mesh.nodes_frame());
@@ -185,14 +185,14 @@ impl<S: Stream> PeerLink<S> {
         let name = self.name.clone().unwrap_or_default();
         match frame {
             Frame::State { clock, listeners } => {
-                mesh.members.set_listeners(&name, listeners as usize);
+                mesh.members.set_listeners(&name, listeners as usize, None);
                 // Replay what the peer has not seen, in our history's order.
                 let seen = crate::room::Clock::from_entries(&clock);
                 let mut sent = 0;
                 let mut buf = Vec::new();
-                for e in env.service.room.history() {
+                for e in env.service.rooms.history() {
                     if e.seq > seen.get(e.origin) {
-                        wire::encode_message(e.origin, e.seq, &e.text, &mut buf);
+                        wire::encode_message(e.origin, e.seq, &e.room, &e.text, &mut buf);
                         sent += 1;
                     }
                 }
@@ -208,8 +208,15 @@ impl<S: Stream> PeerLink<S> {
                 mesh.members.synced(&name);
                 Ok(())
             }
-            Frame::Message { origin, seq, text } => {
-                if env.service.room.accept(origin, seq, text.into()).is_some() {
+            Frame::Message {
+                origin,
+                seq,
+                room,
+                text,
+            } => {
+                let now = crate::service::now_micros();
+                let rooms = &mut env.service.rooms;
+                if rooms.accept(origin, seq, &room, text.into(), now).is_some() {
                     env.service.stats.published_remote += 1;
                 }
                 Ok(())
@@ -224,8 +231,10 @@ impl<S: Stream> PeerLink<S> {
                 }
                 Ok(())
             }
-            Frame::Presence { listeners } => {
-                mesh.members.set_listeners(&name, listeners as usize);
+            Frame::Presence { listeners, rooms } => {
+                let rooms = rooms.into_iter().map(|(r, n)| (r, n as usize)).collect();
+                mesh.members
+                    .set_listeners(&name, listeners as usize, Some(rooms));
                 Ok(())
             }
             Frame::Ping => {

@@ -5,6 +5,8 @@ use super::*;
 use crate::bus::mesh::config::{ClusterConfig, Member};
 use crate::conn::mem::MemStream;
 use crate::http::response::DateCache;
+use crate::room::LOBBY;
+use crate::service::presence::Peer;
 use crate::service::Config;
 use crate::service::Service;
 use mio::Token;
@@ -44,8 +46,7 @@ impl Side {
         let now = Instant::now();
         let cfg = Config {
             max_message: 4096,
-            request_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(10),
+            ..Config::for_tests()
         };
         let addr = "127.0.0.1:9".parse().unwrap();
         let link = if dial {
@@ -54,7 +55,7 @@ impl Side {
             PeerLink::accept(MemStream::default(), addr, now)
         };
         Side {
-            service: Service::new(me, 100, cfg, now),
+            service: Service::new(me, cfg, now),
             mesh: Mesh::new(config(cookie), me, 1, now),
             scratch: vec![0; 4096],
             date: DateCache::new(),
@@ -110,7 +111,8 @@ fn converse(a: &mut Side, b: &mut Side) -> (Step, Step) {
 fn linked() -> (Side, Side) {
     let mut a = Side::new(A, "secret", true);
     let mut b = Side::new(B, "secret", false);
-    a.service.room.publish("before the link", 5);
+    let lobby = a.service.rooms.find(LOBBY).unwrap();
+    a.service.rooms.publish(lobby, "before the link", 5);
     assert_eq!(
         a.run(|l, env, mesh| l.ready(Ready::WRITE, env, mesh)),
         Step::Keep
@@ -123,7 +125,7 @@ fn linked() -> (Side, Side) {
 #[test]
 fn the_handshake_links_and_replays_history() {
     let (a, b) = linked();
-    assert_eq!(b.service.room.len(), 1, "b got a's history");
+    assert_eq!(b.service.rooms.len(), 1, "b got a's history");
     assert!(a
         .mesh
         .members
@@ -136,16 +138,30 @@ fn the_handshake_links_and_replays_history() {
 fn frames_cut_at_every_byte_arrive_once_in_order() {
     let mut frames = Vec::new();
     for (i, text) in ["one", "two", "three"].iter().enumerate() {
-        wire::encode_message(crate::room::tag_of(A), 10 + i as u64, text, &mut frames);
+        let room = if i == 1 { "general" } else { LOBBY };
+        wire::encode_message(
+            crate::room::tag_of(A),
+            10 + i as u64,
+            room,
+            text,
+            &mut frames,
+        );
     }
-    wire::encode(&Frame::Presence { listeners: 7 }, &mut frames);
+    let rooms = vec![("general".to_string(), 2)];
+    wire::encode(
+        &Frame::Presence {
+            listeners: 7,
+            rooms,
+        },
+        &mut frames,
+    );
     for cut in 0..=frames.len() {
         let (_, mut b) = linked();
         assert_eq!(b.feed(&frames[..cut]), Step::Keep, "cut at {cut}");
         assert_eq!(b.feed(&frames[cut..]), Step::Keep, "cut at {cut}");
         let texts: Vec<String> = b
             .service
-            .room
+            .rooms
             .history()
             .map(|e| e.text.to_string())
             .collect();
@@ -154,7 +170,14 @@ fn frames_cut_at_every_byte_arrive_once_in_order() {
             ["before the link", "one", "two", "three"],
             "cut at {cut}"
         );
-        assert_eq!(b.mesh.members.linked(), [(A.to_string(), 7)]);
+        let peer = Peer {
+            name: A.to_string(),
+            listeners: 7,
+            rooms: vec![("general".to_string(), 2)],
+        };
+        assert_eq!(b.mesh.members.linked(), [peer]);
+        let general = b.service.rooms.find("general").unwrap();
+        assert_eq!(b.service.rooms.get(general).map(|r| r.len()), Some(1));
     }
 }
 

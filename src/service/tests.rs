@@ -1,0 +1,124 @@
+//! The service without sockets: publishing and listening per room, holding
+//! while starting, refusing while draining, presence only when it changed,
+//! and the room limit.
+
+use super::*;
+use mio::Token;
+
+fn service_with(max_rooms: usize) -> Service {
+    let config = Config {
+        max_message: 100,
+        request_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(1),
+        rooms: room::Limits {
+            history: 10,
+            max_rooms,
+            max_bytes: 1 << 20,
+            idle_micros: 600_000_000,
+        },
+    };
+    let mut s = Service::new("n1", config, Instant::now());
+    s.phase = Phase::Serving;
+    s
+}
+
+fn service() -> Service {
+    service_with(8)
+}
+
+fn req(method: &str, target: &str) -> Request {
+    Request::new(method, target).unwrap()
+}
+
+const WHO: Listener = Listener {
+    conn: Token(7),
+    stream: 3,
+};
+
+fn status(a: Answer) -> u16 {
+    match a {
+        Answer::Respond(r) => r.status,
+        Answer::Stream { .. } => 200,
+    }
+}
+
+#[test]
+fn publish_reaches_its_room_and_a_stream_leaves() {
+    let mut s = service();
+    let Answer::Stream { key, first, replay } =
+        s.handle(&req("GET", "/r/general/listen"), b"", WHO, Instant::now())
+    else {
+        panic!("no stream");
+    };
+    assert!(replay.is_empty());
+    assert!(String::from_utf8_lossy(&first).contains("event: presence"));
+    let general = s.rooms.find("general").unwrap();
+    assert_eq!(s.listeners.in_room(general).collect::<Vec<_>>(), [WHO]);
+    let publish = |s: &mut Service, path| {
+        status(s.handle(&req("POST", path), b"message=hi", WHO, Instant::now()))
+    };
+    assert_eq!(publish(&mut s, "/r/general/publish"), 303);
+    assert_eq!(publish(&mut s, "/publish"), 303);
+    let out = s.take_outbox();
+    assert_eq!(out.len(), 2);
+    assert!(out
+        .iter()
+        .any(|(room, frames)| *room == general && frames.len() == 1));
+    assert!(s.heartbeat().is_none(), "a message went out");
+    assert!(s.heartbeat().is_some(), "quiet since");
+    assert_eq!(s.busiest_rooms(5), [("general".to_string(), 1)]);
+    s.leave(key);
+    assert!(s.listeners.is_empty());
+    assert_eq!(s.rooms.get(general).unwrap().listeners, 0);
+}
+
+#[test]
+fn starting_holds_all_but_health_and_draining_refuses_publish() {
+    let mut s = service();
+    s.phase = Phase::Starting;
+    assert!(s.holds(&req("GET", "/")));
+    assert!(!s.holds(&req("GET", "/healthz")));
+    s.phase = Phase::Draining;
+    let answer = s.handle(&req("POST", "/publish"), b"message=hi", WHO, Instant::now());
+    assert_eq!(status(answer), 503);
+    assert!(s.take_outbox().is_empty());
+}
+
+#[test]
+fn presence_is_sent_only_when_it_changed() {
+    let mut s = service();
+    assert!(s.refresh_presence(vec![]).is_none());
+    let peer = Peer {
+        name: "b".into(),
+        listeners: 2,
+        rooms: vec![],
+    };
+    assert!(s.refresh_presence(vec![peer.clone()]).is_some());
+    assert!(s.refresh_presence(vec![peer]).is_none());
+}
+
+#[test]
+fn new_rooms_past_the_limit_are_refused_and_old_ones_still_work() {
+    let mut s = service_with(3);
+    let publish = |s: &mut Service, room: &str| {
+        let path = format!("/r/{room}/publish");
+        status(s.handle(&req("POST", &path), b"message=hi", WHO, Instant::now()))
+    };
+    assert_eq!(publish(&mut s, "a"), 303);
+    assert_eq!(publish(&mut s, "b"), 303);
+    assert_eq!(publish(&mut s, "c"), 503);
+    let listen = s.handle(
+        &req("GET", "/listen?room=a&room=zz"),
+        b"",
+        WHO,
+        Instant::now(),
+    );
+    assert_eq!(status(listen), 503);
+    assert_eq!(publish(&mut s, "a"), 303);
+    assert_eq!(s.rooms.count(), 3);
+    let rooms = s.rooms_json();
+    assert!(
+        rooms.contains("{\"name\":\"a\",\"listeners\":0,\"messages\":2}"),
+        "{rooms}"
+    );
+}
