@@ -24,6 +24,7 @@ usage: watercooler [options]
   --history N              messages kept per room for Last-Event-ID resume (default 1000)
   --history-mb N           memory for messages across all rooms, MiB (default 64)
   --max-rooms N            rooms at once; a new one past it is refused 503 (default 1000)
+  --backlog N              messages per room a new stream is shown first (default 50; 0: none)
   --max-message BYTES      longest message accepted, after decoding (default 4096)
   --max-connections N      connections held at once (default 50000)
   --heartbeat-ms N         SSE heartbeat when a stream is idle (default 15000)
@@ -48,6 +49,7 @@ pub struct Options {
     pub history: usize,
     pub history_mb: usize,
     pub max_rooms: usize,
+    pub backlog: usize,
     pub max_message: usize,
     pub max_connections: usize,
     pub heartbeat: Duration,
@@ -86,6 +88,7 @@ impl Options {
             history: 1000,
             history_mb: 64,
             max_rooms: 1000,
+            backlog: 50,
             max_message: 4096,
             max_connections: 50_000,
             heartbeat: Duration::from_millis(15_000),
@@ -146,6 +149,7 @@ pub fn parse(
             Long("history") => o.history = parse_num(&flag, &value(&mut parser)?)?,
             Long("history-mb") => o.history_mb = parse_num(&flag, &value(&mut parser)?)?,
             Long("max-rooms") => o.max_rooms = parse_num(&flag, &value(&mut parser)?)?,
+            Long("backlog") => o.backlog = parse_num(&flag, &value(&mut parser)?)?,
             Long("max-message") => o.max_message = parse_num(&flag, &value(&mut parser)?)?,
             Long("max-connections") => o.max_connections = parse_num(&flag, &value(&mut parser)?)?,
             Long("heartbeat-ms") => o.heartbeat = millis(&flag, &value(&mut parser)?)?,
@@ -197,6 +201,9 @@ fn check(o: &Options) -> Result<(), String> {
     }
     if o.history_mb == 0 || o.history_mb > 1 << 20 {
         return Err("--history-mb: 1 to 1048576".into());
+    }
+    if o.backlog > 1000 {
+        return Err("--backlog: 0 to 1000".into());
     }
     if o.max_rooms == 0 || o.max_rooms > 1_000_000 {
         return Err("--max-rooms: 1 to 1000000".into());

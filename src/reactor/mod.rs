@@ -130,6 +130,7 @@ impl Server {
                 max_bytes: opts.history_mb << 20,
                 idle_micros: ROOM_IDLE.as_micros() as u64,
             },
+            backlog: opts.backlog,
         };
         let mut timers = Timers::default();
         timers.schedule(now + opts.heartbeat, Key::Heartbeat);

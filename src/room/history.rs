@@ -16,6 +16,8 @@ pub type RoomId = usize;
 /// One message as the node holds it.
 #[derive(Debug)]
 pub struct Entry {
+    /// Its place in this node's order of acceptance (across rooms).
+    pub pos: u64,
     pub room: Rc<str>,
     pub room_id: RoomId,
     pub origin: Tag,
@@ -30,6 +32,13 @@ pub struct Entry {
 impl Entry {
     pub fn is_gone(&self) -> bool {
         self.gone.get()
+    }
+
+    /// Its SSE id, read back from its frame (which starts with it).
+    pub fn id(&self) -> &str {
+        let line = self.frame.strip_prefix(b"id: ").unwrap_or(&[]);
+        let end = line.iter().position(|&b| b == b'\n').unwrap_or(0);
+        std::str::from_utf8(line.get(..end).unwrap_or(&[])).unwrap_or("")
     }
 }
 
@@ -99,7 +108,7 @@ impl Room {
         self.history.is_empty()
     }
 
-    pub fn history(&self) -> impl Iterator<Item = &Rc<Entry>> {
+    pub fn history(&self) -> impl DoubleEndedIterator<Item = &Rc<Entry>> + ExactSizeIterator {
         self.history.iter()
     }
 

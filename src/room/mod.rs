@@ -76,6 +76,8 @@ pub struct Rooms {
     peer_outbox: Vec<Rc<Entry>>,
     /// Messages from other nodes that found no room (all in use).
     pub dropped: u64,
+    /// Messages accepted so far (the next entry's `pos`).
+    accepted: u64,
 }
 
 impl Rooms {
@@ -93,6 +95,7 @@ impl Rooms {
             touched: Vec::new(),
             peer_outbox: Vec::new(),
             dropped: 0,
+            accepted: 0,
         };
         let lobby: Rc<str> = LOBBY.into();
         let id = rooms
@@ -225,7 +228,9 @@ impl Rooms {
         let id = format!("{}/{}", room.name, self.clock.id_for(origin, seq));
         let mut frame = Vec::with_capacity(text.len() + id.len() + 16);
         sse::encode(&mut frame, Some(&id), None, &text);
+        self.accepted += 1;
         let entry = Rc::new(Entry {
+            pos: self.accepted,
             room: room.name.clone(),
             room_id,
             origin,
@@ -335,6 +340,20 @@ impl Rooms {
             missed: !known || lost,
             frames: self.frames_of(rooms, &seen),
         }
+    }
+
+    /// The last `n` messages of each of `rooms`, in acceptance order: what
+    /// a new stream is shown as the conversation so far.
+    pub fn recent(&self, rooms: &[RoomId], n: usize) -> Vec<Rc<Entry>> {
+        let mut out: Vec<Rc<Entry>> = Vec::new();
+        for r in rooms.iter().filter_map(|&id| self.rooms.get(id)) {
+            let skip = r.len().saturating_sub(n);
+            out.extend(r.history().skip(skip).cloned());
+        }
+        if rooms.len() > 1 {
+            out.sort_by_key(|e| e.pos);
+        }
+        out
     }
 
     /// The frames of `rooms` newer than `seen`, in acceptance order.

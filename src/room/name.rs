@@ -1,8 +1,8 @@
 //! Room names and where they appear, as pure functions: a name is
 //! `[a-z0-9-]{1,32}`; the default room is `lobby`; a room's paths are
-//! `/r/NAME`, `/r/NAME/publish` and `/r/NAME/listen` (the lobby keeps the
-//! tutorial's `/`, `/publish` and `/listen`); an SSE id starts with its
-//! room and a `/`. Anything else is never a room.
+//! `/r/NAME`, `/r/NAME/publish`, `/r/NAME/listen` and `/r/NAME/messages`
+//! (the lobby keeps the tutorial's `/`, `/publish` and `/listen` too); an
+//! SSE id starts with its room and a `/`. Anything else is never a room.
 
 /// The default room: the tutorial's page, `/publish` and `/listen`.
 pub const LOBBY: &str = "lobby";
@@ -25,6 +25,8 @@ pub enum Action {
     Page,
     Publish,
     Listen,
+    /// The room's recent messages as JSON.
+    Messages,
 }
 
 /// Reads `/`, `/publish`, `/listen` (the lobby) and `/r/NAME`,
@@ -43,6 +45,7 @@ pub fn parse_path(path: &str) -> Option<Result<(&str, Action), ()>> {
         Some((name, "")) => (name, Action::Page),
         Some((name, "publish")) => (name, Action::Publish),
         Some((name, "listen")) => (name, Action::Listen),
+        Some((name, "messages")) => (name, Action::Messages),
         Some(_) => return Some(Err(())),
     };
     Some(if valid(name) {
@@ -98,6 +101,7 @@ mod tests {
             ("/r/general/publish", Some(Ok(("general", Publish)))),
             ("/r/general/listen", Some(Ok(("general", Listen)))),
             ("/r/lobby/listen", Some(Ok(("lobby", Listen)))),
+            ("/r/x/messages", Some(Ok(("x", Messages)))),
             ("/r/General", Some(Err(()))),
             ("/r/", Some(Err(()))),
             ("/r/a/b", Some(Err(()))),

@@ -212,3 +212,19 @@ fn a_remote_message_without_a_room_still_counts_as_seen() {
     assert_eq!(r.dropped, 1, "a duplicate is not dropped twice");
     assert!(r.resume(&[l], &id_of(&before)).missed);
 }
+
+#[test]
+fn recent_is_the_last_few_of_each_room_in_order() {
+    let mut r = Rooms::new("a", limits());
+    let l = lobby(&r);
+    let g = r.open("general", 0).unwrap();
+    for i in 0..6 {
+        let room = if i % 2 == 0 { l } else { g };
+        r.publish(room, &format!("m{i}"), i + 1);
+    }
+    let texts = |v: Vec<Rc<Entry>>| v.iter().map(|e| e.text.to_string()).collect::<Vec<_>>();
+    assert_eq!(texts(r.recent(&[l], 2)), ["m2", "m4"]);
+    assert_eq!(texts(r.recent(&[l, g], 2)), ["m2", "m3", "m4", "m5"]);
+    assert_eq!(texts(r.recent(&[g], 0)), Vec::<String>::new());
+    assert_eq!(r.recent(&[l], 100).len(), 3);
+}

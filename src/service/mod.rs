@@ -44,6 +44,8 @@ pub struct Config {
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub rooms: room::Limits,
+    /// Messages per room a new stream (no `Last-Event-ID`) gets first.
+    pub backlog: usize,
 }
 
 impl Config {
@@ -60,6 +62,7 @@ impl Config {
                 max_bytes: 1 << 20,
                 idle_micros: 600_000_000,
             },
+            backlog: 0,
         }
     }
 }
@@ -69,11 +72,14 @@ pub enum Answer {
     Respond(Response),
     /// A stream is open and listening (`key` leaves it). `first` is what it
     /// sends before anything else (retry hint, missed signal, presence),
-    /// `replay` the messages it resumes with, shared with the history.
+    /// `replay` the messages it resumes with, shared with the history; with
+    /// `mark`, each of them goes after it (`event: backlog`: the earlier
+    /// conversation a new stream is shown, not a new message).
     Stream {
         key: ListenerKey,
         first: Vec<u8>,
         replay: Vec<Rc<[u8]>>,
+        mark: Option<Rc<[u8]>>,
     },
 }
 
@@ -87,6 +93,8 @@ pub struct Service {
     pub started: Instant,
     pub config: Config,
     heartbeat: Rc<[u8]>,
+    /// `event: backlog`, put before each message of a new stream's backlog.
+    backlog_mark: Rc<[u8]>,
     /// No message went out since the last heartbeat tick.
     quiet: bool,
 }
@@ -116,6 +124,7 @@ impl Service {
             started: now,
             config,
             heartbeat: heartbeat.into(),
+            backlog_mark: Rc::from(&b"event: backlog\n"[..]),
             quiet: true,
         }
     }
@@ -148,6 +157,10 @@ impl Service {
                 Response::new(200, "text/html; charset=utf-8", self.assets.page(&room))
             }
             Route::Publish { room, text } => self.publish(&room, &text),
+            Route::Messages(room) => {
+                Response::new(200, "application/json", self.messages_json(&room))
+                    .with_header("cache-control", "no-store")
+            }
             Route::Cluster => {
                 let presence = Presence {
                     listeners: self.listeners.len(),
@@ -229,6 +242,12 @@ impl Service {
         let mut first = Vec::with_capacity(256);
         sse::retry(&mut first, RETRY_MS);
         let mut replay = Vec::new();
+        let mut mark = None;
+        if last_id.is_none() && self.config.backlog > 0 {
+            let recent = self.rooms.recent(&ids, self.config.backlog);
+            replay = recent.iter().map(|e| e.frame.clone()).collect();
+            mark = Some(self.backlog_mark.clone());
+        }
         if let Some(id) = last_id {
             let resume = self.rooms.resume(&ids, id);
             if resume.missed {
@@ -254,7 +273,12 @@ impl Service {
         sse::encode(&mut first, None, Some("presence"), &presence.json());
         self.stats.streams_opened += 1;
         self.stats.count_status(200);
-        Ok(Answer::Stream { key, first, replay })
+        Ok(Answer::Stream {
+            key,
+            first,
+            replay,
+            mark,
+        })
     }
 
     /// A stream ended (its connection closed, or it was reset or evicted).
@@ -342,6 +366,31 @@ impl Service {
             })
             .collect();
         format!("{{\"rooms\":[{}]}}\n", items.join(","))
+    }
+
+    /// `GET /r/NAME/messages`: the room's last `--backlog` messages (at
+    /// least 50), oldest first: `{"room":…,"messages":[{"id":…,"text":…}]}`.
+    fn messages_json(&self, room: &str) -> String {
+        let n = self.config.backlog.max(50);
+        let recent = match self.rooms.find(room) {
+            Some(id) => self.rooms.recent(&[id], n),
+            None => Vec::new(),
+        };
+        let items: Vec<String> = recent
+            .iter()
+            .map(|e| {
+                format!(
+                    "{{\"id\":{},\"text\":{}}}",
+                    json_string(e.id()),
+                    json_string(&e.text)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"room\":{},\"messages\":[{}]}}\n",
+            json_string(room),
+            items.join(",")
+        )
     }
 
     /// The last thing each stream gets before the node shuts down: a hint

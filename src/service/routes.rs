@@ -13,6 +13,8 @@ pub enum Route {
     Respond(Response),
     /// A room's page.
     Page(String),
+    /// A room's recent messages, as JSON.
+    Messages(String),
     /// Publish the text in the room, then answer 303 to its page.
     Publish {
         room: String,
@@ -61,7 +63,8 @@ pub fn route(req: &Request, body: &[u8], site: &Site) -> Route {
             Action::Publish if req.method == Method::Post => publish(req, room, body, site),
             Action::Publish => method_not_allowed("POST"),
             Action::Listen if get => listen(req, room),
-            Action::Page | Action::Listen => method_not_allowed("GET, HEAD"),
+            Action::Messages if get => Route::Messages(room.to_string()),
+            Action::Page | Action::Listen | Action::Messages => method_not_allowed("GET, HEAD"),
         };
     }
     match req.path.as_str() {
@@ -219,7 +222,7 @@ mod tests {
     fn status(r: Route) -> u16 {
         match r {
             Route::Respond(r) => r.status,
-            Route::Page(_) => 200,
+            Route::Page(_) | Route::Messages(_) => 200,
             Route::Publish { .. } => 303,
             Route::Listen { .. } => 1,
             Route::Cluster | Route::Rooms | Route::Health | Route::Metrics => 2,

@@ -16,6 +16,7 @@ fn service_with(max_rooms: usize) -> Service {
             max_bytes: 1 << 20,
             idle_micros: 600_000_000,
         },
+        backlog: 0,
     };
     let mut s = Service::new("n1", config, Instant::now());
     s.phase = Phase::Serving;
@@ -45,8 +46,9 @@ fn status(a: Answer) -> u16 {
 #[test]
 fn publish_reaches_its_room_and_a_stream_leaves() {
     let mut s = service();
-    let Answer::Stream { key, first, replay } =
-        s.handle(&req("GET", "/r/general/listen"), b"", WHO, Instant::now())
+    let Answer::Stream {
+        key, first, replay, ..
+    } = s.handle(&req("GET", "/r/general/listen"), b"", WHO, Instant::now())
     else {
         panic!("no stream");
     };
@@ -121,4 +123,40 @@ fn new_rooms_past_the_limit_are_refused_and_old_ones_still_work() {
         rooms.contains("{\"name\":\"a\",\"listeners\":0,\"messages\":2}"),
         "{rooms}"
     );
+}
+
+#[test]
+fn a_new_stream_gets_the_backlog_marked_and_a_resuming_one_does_not() {
+    let mut s = service();
+    s.config.backlog = 2;
+    for m in ["message=a", "message=b", "message=c"] {
+        s.handle(
+            &req("POST", "/r/x/publish"),
+            m.as_bytes(),
+            WHO,
+            Instant::now(),
+        );
+    }
+    let Answer::Stream { replay, mark, .. } =
+        s.handle(&req("GET", "/r/x/listen"), b"", WHO, Instant::now())
+    else {
+        panic!("no stream");
+    };
+    assert_eq!(replay.len(), 2);
+    assert_eq!(mark.as_deref(), Some(&b"event: backlog\n"[..]));
+    let json = match s.handle(&req("GET", "/r/x/messages"), b"", WHO, Instant::now()) {
+        Answer::Respond(r) => String::from_utf8(r.body).unwrap(),
+        Answer::Stream { .. } => panic!(),
+    };
+    assert!(
+        json.starts_with("{\"room\":\"x\",\"messages\":[{\"id\":\"x/"),
+        "{json}"
+    );
+    assert!(json.contains("\"text\":\"c\"}]}"), "{json}");
+    let mut listen = req("GET", "/r/x/listen");
+    listen.last_event_id = Some("x/nonsense".into());
+    let Answer::Stream { mark, .. } = s.handle(&listen, b"", WHO, Instant::now()) else {
+        panic!("no stream");
+    };
+    assert!(mark.is_none());
 }

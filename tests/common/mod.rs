@@ -734,13 +734,14 @@ impl<S: Stream> SseClient<S> {
         self.queue.pop_front()
     }
 
-    /// Next event that is not `presence`.
+    /// Next event that is not `presence` nor `backlog` (the earlier
+    /// conversation a new stream is shown first).
     pub fn next_event(&mut self, timeout: Duration) -> Option<Event> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let e = self.next_any_event(left)?;
-            if e.event.as_deref() != Some("presence") {
+            if !matches!(e.event.as_deref(), Some("presence" | "backlog")) {
                 return Some(e);
             }
         }

@@ -43,7 +43,12 @@ impl<S: Stream> Http1<S> {
                     }
                 }
             }
-            Answer::Stream { key, first, replay } => {
+            Answer::Stream {
+                key,
+                first,
+                replay,
+                mark,
+            } => {
                 let date = env.date.get(SystemTime::now()).to_string();
                 let mut out = Vec::with_capacity(256 + first.len());
                 let headers = [
@@ -55,6 +60,9 @@ impl<S: Stream> Http1<S> {
                 out.extend_from_slice(&first);
                 self.pipe.output.push(Chunk::Owned(out));
                 for f in replay {
+                    if let Some(mark) = &mark {
+                        self.pipe.output.push(Chunk::Shared(mark.clone()));
+                    }
                     self.pipe.output.push(Chunk::Shared(f));
                 }
                 let r = &head.request;
