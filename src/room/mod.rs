@@ -76,8 +76,13 @@ pub struct Rooms {
     peer_outbox: Vec<Rc<Entry>>,
     /// Messages from other nodes that found no room (all in use).
     pub dropped: u64,
-    /// Messages accepted so far (the next entry's `pos`).
+    /// Messages accepted so far (the last entry's `pos`).
     accepted: u64,
+    /// The `pos` of the last message handed to fan-out: later ones are
+    /// still in an outbox and reach every listener live, so a resume or a
+    /// backlog leaves them out (a stream opened in the same turn as a
+    /// publish would get it twice otherwise).
+    delivered: u64,
 }
 
 impl Rooms {
@@ -96,6 +101,7 @@ impl Rooms {
             peer_outbox: Vec::new(),
             dropped: 0,
             accepted: 0,
+            delivered: 0,
         };
         let lobby: Rc<str> = LOBBY.into();
         let id = rooms
@@ -275,6 +281,7 @@ impl Rooms {
 
     /// Frames to deliver since the last call, by room, each room's in order.
     pub fn take_outbox(&mut self) -> Vec<(RoomId, Vec<Rc<[u8]>>)> {
+        self.delivered = self.accepted;
         let mut out = Vec::with_capacity(self.touched.len());
         for id in std::mem::take(&mut self.touched) {
             if let Some(room) = self.rooms.get_mut(id) {
@@ -314,7 +321,8 @@ impl Rooms {
     }
 
     /// Messages of `rooms` after `last_event_id` (a browser's
-    /// `Last-Event-ID`), in the order this node accepted them.
+    /// `Last-Event-ID`), in the order this node accepted them (those still
+    /// in an outbox reach the stream live).
     pub fn resume(&self, rooms: &[RoomId], last_event_id: &str) -> Resume {
         let (room, clock) = name::split_id(last_event_id.trim());
         let of_ours = self.find(room).filter(|id| rooms.contains(id));
@@ -343,12 +351,17 @@ impl Rooms {
     }
 
     /// The last `n` messages of each of `rooms`, in acceptance order: what
-    /// a new stream is shown as the conversation so far.
+    /// a new stream is shown as the conversation so far (those still in an
+    /// outbox reach it live).
     pub fn recent(&self, rooms: &[RoomId], n: usize) -> Vec<Rc<Entry>> {
         let mut out: Vec<Rc<Entry>> = Vec::new();
+        let delivered = self.delivered;
         for r in rooms.iter().filter_map(|&id| self.rooms.get(id)) {
-            let skip = r.len().saturating_sub(n);
-            out.extend(r.history().skip(skip).cloned());
+            // Undelivered ones are the newest: they stand at the end.
+            let sent =
+                r.history().len() - r.history().rev().take_while(|e| e.pos > delivered).count();
+            let skip = sent.saturating_sub(n);
+            out.extend(r.history().take(sent).skip(skip).cloned());
         }
         if rooms.len() > 1 {
             out.sort_by_key(|e| e.pos);
@@ -358,7 +371,7 @@ impl Rooms {
 
     /// The frames of `rooms` newer than `seen`, in acceptance order.
     fn frames_of(&self, rooms: &[RoomId], seen: &Clock) -> Vec<Rc<[u8]>> {
-        let newer = |e: &&Rc<Entry>| e.seq > seen.get(e.origin);
+        let newer = |e: &&Rc<Entry>| e.seq > seen.get(e.origin) && e.pos <= self.delivered;
         match rooms {
             [one] => self
                 .rooms

@@ -65,6 +65,7 @@ fn resume_sends_what_follows_in_that_room_only() {
     let first = r.publish(l, "one", 1).unwrap();
     r.publish(g, "elsewhere", 2);
     r.publish(l, "two", 3);
+    r.take_outbox();
     let res = r.resume(&[l], &id_of(&first));
     assert!(!res.missed);
     assert_eq!(texts(&res.frames), ["two"]);
@@ -108,6 +109,7 @@ fn resume_after_eviction_or_garbage_says_missed() {
     for i in 2..=10 {
         r.publish(l, &format!("m{i}"), i);
     }
+    r.take_outbox();
     let res = r.resume(&[l], &id_of(&first));
     assert!(res.missed);
     assert_eq!(texts(&res.frames), ["m8", "m9", "m10"]);
@@ -136,6 +138,7 @@ fn resume_on_another_node_continues() {
     let ea = a.publish(la, "from a", 10).unwrap();
     b.publish(lb, "from b", 11);
     b.accept(ea.origin, ea.seq, LOBBY, ea.text.clone(), 12);
+    b.take_outbox();
     // a's browser saw only "from a"; it resumes on b, which has both.
     let res = b.resume(&[lb], &id_of(&ea));
     assert!(!res.missed);
@@ -222,9 +225,26 @@ fn recent_is_the_last_few_of_each_room_in_order() {
         let room = if i % 2 == 0 { l } else { g };
         r.publish(room, &format!("m{i}"), i + 1);
     }
+    r.take_outbox();
     let texts = |v: Vec<Rc<Entry>>| v.iter().map(|e| e.text.to_string()).collect::<Vec<_>>();
     assert_eq!(texts(r.recent(&[l], 2)), ["m2", "m4"]);
     assert_eq!(texts(r.recent(&[l, g], 2)), ["m2", "m3", "m4", "m5"]);
     assert_eq!(texts(r.recent(&[g], 0)), Vec::<String>::new());
     assert_eq!(r.recent(&[l], 100).len(), 3);
+}
+
+/// Regression: a stream opened in the same loop turn as a publish got the
+/// message twice, in its resume (or backlog) and live from the outbox.
+#[test]
+fn what_waits_in_an_outbox_is_not_replayed_too() {
+    let mut r = Rooms::new("a", limits());
+    let l = lobby(&r);
+    let first = r.publish(l, "one", 1).unwrap();
+    r.take_outbox();
+    r.publish(l, "two", 2);
+    // "two" is still in the outbox: it goes out live, not in the replay.
+    assert!(r.resume(&[l], &id_of(&first)).frames.is_empty());
+    assert_eq!(r.recent(&[l], 5).len(), 1);
+    assert_eq!(texts(&r.take_outbox()[0].1), ["two"]);
+    assert_eq!(texts(&r.resume(&[l], &id_of(&first)).frames), ["two"]);
 }

@@ -137,6 +137,7 @@ fn a_new_stream_gets_the_backlog_marked_and_a_resuming_one_does_not() {
             Instant::now(),
         );
     }
+    s.take_outbox();
     let Answer::Stream { replay, mark, .. } =
         s.handle(&req("GET", "/r/x/listen"), b"", WHO, Instant::now())
     else {
