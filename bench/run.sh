@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: watercooler against nchan (nginx pub/sub), issue 5.
+# Side-by-side benchmark: watercooler against nchan (nginx pub/sub), issues 5 and 11.
 #
-#   bench/run.sh                 every scenario (a b c d e f), ~10 minutes
+#   bench/run.sh                 every scenario (a b c d e f g), ~3 minutes
 #   bench/run.sh a b             only these scenarios
 #   bench/run.sh --quick         listener and message counts / 10 (smoke run)
+#   WC_BIN=/path/to/watercooler bench/run.sh a g
+#                                that server binary instead of building one
 #
-# Builds the release server and loadgen, installs nginx + libnginx-mod-nchan
-# with apt-get if missing, starts a fresh server for every scenario (loopback
-# only, server pinned to core 0, loadgen to core 1; f runs 1,000 then 100
-# listeners on one cluster, recorded as f and f100), prints one table and
-# appends the raw loadgen JSON lines to bench/results/DATE.jsonl.
+# Builds the release server (unless WC_BIN names one) and loadgen, installs
+# nginx + libnginx-mod-nchan with apt-get if missing, starts a fresh server
+# for every scenario (loopback only, server pinned to core 0, loadgen to
+# core 1; f runs 1,000 then 100 listeners on one cluster, recorded as f and
+# f100), prints one table and appends the raw loadgen JSON lines to
+# bench/results/DATE.jsonl. Latency counts from each message's due time.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH="$ROOT/bench"
-WC="$ROOT/target/release/watercooler"
+WC=${WC_BIN:-"$ROOT/target/release/watercooler"}
+WC_SRC= # the WC_BIN binary's absolute path, recorded with the run
 LG="$ROOT/loadgen/target/release/loadgen"
 SERVER_CPU=${SERVER_CPU:-0}
 LOADGEN_CPU=${LOADGEN_CPU:-1}
@@ -24,12 +28,12 @@ SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
         --quick) SCALE=10 ;;
-        a|b|c|d|e|f) SCENARIOS+=("$arg") ;;
-        -h|--help) sed -n 2,12p "$0"; exit 0 ;;
-        *) echo "run.sh: unknown argument $arg (scenarios a-f, --quick)" >&2; exit 2 ;;
+        a|b|c|d|e|f|g) SCENARIOS+=("$arg") ;;
+        -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg (scenarios a-g, --quick)" >&2; exit 2 ;;
     esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -40,8 +44,16 @@ for tool in cargo curl jq python3 taskset openssl; do
     command -v "$tool" >/dev/null || die "$tool is needed"
 done
 
-log "building the release server and loadgen"
-(cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+if [ -n "${WC_BIN:-}" ]; then
+    [ -x "$WC" ] || die "WC_BIN=$WC is not an executable"
+    WC=$(realpath "$WC")
+    WC_SRC=$WC
+    log "server binary from WC_BIN: $WC (not building)"
+else
+    log "building the release server"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+fi
+log "building loadgen"
 cargo build --release --quiet --manifest-path "$ROOT/loadgen/Cargo.toml" || die "loadgen build failed"
 
 NCHAN_SO=/usr/lib/nginx/modules/ngx_nchan_module.so
@@ -209,7 +221,7 @@ loadgen() {
     fi
     [ -s "$out.err" ] && log "($scen) $srv: loadgen said: $(head -c 300 "$out.err" | tr '\n' ' ')"
     record "$scen" "$srv" "$json"
-    jq -r '"  connected \(.listeners_connected)/\(.listeners_requested) in \(.connect_time_s) s, lost \(.lost), p50 \(.latency_p50_ms) ms, p99 \(.latency_p99_ms) ms (first delivery p99 \(.first_delivery_p99_ms) ms, spread p99 \(.spread_p99_ms) ms), \(.deliveries_per_s) deliveries/s, RSS/listener \(.rss_per_listener_bytes) B"' <<<"$json" >&2
+    jq -r '"  connected \(.listeners_connected)/\(.listeners_requested) in \(.connect_time_s) s, published \(.published)/\(.offered) at \(.publish_rate_achieved)/s (late p99 \(.publish_late_p99_ms) ms), lost \(.lost), p50 \(.latency_p50_ms) ms, p99 \(.latency_p99_ms) ms from due (first delivery p99 \(.first_delivery_p99_ms) ms, spread p99 \(.spread_p99_ms) ms), \(.deliveries_per_s) deliveries/s, RSS/listener \(.rss_per_listener_bytes) B"' <<<"$json" >&2
 }
 
 not_applicable() { record "$1" "$2" "$(jq -nc --arg r "$3" '{na:$r}')"; log "($1) $2: n/a ($3)"; }
@@ -227,7 +239,9 @@ node_idle() {
     start_nchan; sleep 1
     local nx_rss; nx_rss=$(rss_kib "$NX_PID"); stop_all
     local size; size=$(stat -c %s "$WC")
-    record node watercooler "{\"idle_rss_kib\":$wc_rss,\"binary_bytes\":$size,\"cpu_idle_pct_before\":$idle}"
+    record node watercooler "$(jq -nc --argjson rss "$wc_rss" --argjson size "$size" --argjson idle "$idle" \
+        --arg bin "${WC_SRC:-}" \
+        '{idle_rss_kib:$rss, binary_bytes:$size, cpu_idle_pct_before:$idle} + (if $bin == "" then {} else {wc_bin:$bin} end)')"
     record node nchan "{\"idle_rss_kib\":$nx_rss}"
     log "idle node RSS: watercooler $wc_rss KiB, nginx worker $nx_rss KiB; binary $size bytes"
 }
@@ -256,6 +270,15 @@ scenario_a() { pair a http "$(n 1000)" "$(n 200 20)" 100; }
 scenario_b() { pair b http "$(n 10000)" "$(n 100 20)" 20 --drain-timeout-s 30; }
 scenario_c() { pair c http "$(n 19000)" "$(n 20 5)" 2 --idle-s 3 --connect-timeout-s 120; }
 scenario_e() { pair e https "$(n 5000)" "$(n 200 20)" 100 --idle-s 3 --connect-timeout-s 120; }
+# (g) overload, issue 11: a million deliveries/s offered (10,000 listeners x
+# 100 messages/s) from 10 publisher connections, message i on connection
+# i % 10, one request in flight on each. Bounded: no message leaves later
+# than 20 s after the last was due (those left are reported as not sent),
+# then at most 60 s of draining.
+scenario_g() {
+    pair g http "$(n 10000)" "$(n 1000 100)" 100 --publishers 10 --publish-grace-s 20 \
+        --drain-timeout-s 60 --idle-s 1
+}
 
 scenario_d() {
     start_cluster 3

@@ -490,13 +490,31 @@ impl Sse {
     }
 }
 
-/// `"{seq} {send_unix_micros} "` from the start of a message text.
-pub fn parse_text(data: &[u8]) -> Option<(u32, u64)> {
-    let s = std::str::from_utf8(data).ok()?;
-    let mut it = s.split(' ');
-    let seq = it.next()?.parse().ok()?;
-    let micros = it.next()?.parse().ok()?;
-    Some((seq, micros))
+/// What loadgen writes at the start of each message: its sequence number,
+/// when it was due and when it was sent (wall-clock microseconds).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Stamp {
+    pub seq: u32,
+    pub due_us: u64,
+    pub sent_us: u64,
+}
+
+impl Stamp {
+    /// `"{seq} {due} {sent} "`; the caller pads it to the message size.
+    pub fn text(&self) -> String {
+        format!("{} {} {} ", self.seq, self.due_us, self.sent_us)
+    }
+
+    /// The stamp at the start of a message text; `None` if it is not ours.
+    pub fn parse(data: &[u8]) -> Option<Stamp> {
+        let s = std::str::from_utf8(data).ok()?;
+        let mut it = s.split(' ');
+        Some(Stamp {
+            seq: it.next()?.parse().ok()?,
+            due_us: it.next()?.parse().ok()?,
+            sent_us: it.next()?.parse().ok()?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -542,6 +560,20 @@ mod tests {
         assert!(Target::parse("https://localhost/x").unwrap().tls);
         assert!(Target::parse("http://10.0.0.1:80/").is_err());
         assert!(Target::parse("http://example.com/").is_err());
-        assert_eq!(parse_text(b"12 345 xxx"), Some((12, 345)));
+    }
+
+    #[test]
+    fn stamps_round_trip() {
+        let st = Stamp {
+            seq: 12,
+            due_us: 345,
+            sent_us: 678,
+        };
+        assert_eq!(st.text(), "12 345 678 ");
+        assert_eq!(Stamp::parse(b"12 345 678 xxx"), Some(st));
+        assert_eq!(Stamp::parse(b"12 345 678"), Some(st));
+        for theirs in [&b"hello"[..], b"12 345 xxx", b"12 345", b"-1 2 3 ", b""] {
+            assert_eq!(Stamp::parse(theirs), None, "{theirs:?}");
+        }
     }
 }

@@ -1,11 +1,14 @@
-//! The event loop: one `mio::Poll` holding the SSE listeners, the publisher
+//! The event loop: one `mio::Poll` holding SSE listeners, publisher
 //! connections and, when the work is split over processes, the pipes to the
 //! parent or from the children. `turn` waits once and handles what is ready;
 //! the phases (connect, idle, publish, drain) are loops around it in
-//! `main.rs`. Listeners connect in waves of at most `wave` outstanding
-//! connects, each bound to a source address 127.0.0.B so that no (source,
-//! destination) pair carries more than `PER_SOURCE` sockets; a listener
-//! counts as connected once it has a 200 `text/event-stream` head.
+//! `main.rs`, which runs two engines: one holding the listeners (or the
+//! pipes) and one, on a thread of its own, holding only the publishers, so
+//! that reading a fan-out never delays a publish. Listeners connect in waves
+//! of at most `wave` outstanding connects, each bound to a source address
+//! 127.0.0.B so that no (source, destination) pair carries more than
+//! `PER_SOURCE` sockets; a listener counts as connected once it has a 200
+//! `text/event-stream` head. The publishers live in `engine/publishers.rs`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -15,16 +18,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ClientConfig;
 
-use crate::conn::{connect_from, parse_head, parse_text, Body, Sse, Target, Transport};
-use crate::stats::{unix_micros, Order, Tally};
+use crate::conn::{connect_from, parse_head, Body, Sse, Stamp, Target, Transport};
+use crate::stats::{unix_micros, Orders, Tally};
+use crate::timer::Timer;
+
+mod publishers;
+use publishers::Publisher;
+pub use publishers::Schedule;
 
 /// Sockets per (source address, destination) pair, under the ~28k ports.
 pub const PER_SOURCE: usize = 25_000;
 const PUB_BASE: usize = 1 << 40;
 const PIPE_BASE: usize = 1 << 41;
+const WAKE: usize = usize::MAX;
+const TIMER: usize = usize::MAX - 1;
 const CONNECT_ATTEMPTS: u8 = 3;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -50,29 +60,7 @@ struct Listener {
     head: Vec<u8>,
     body: Body,
     sse: Sse,
-    order: Order,
-}
-
-struct Publisher {
-    t: Option<Transport>,
-    /// The sequence number of the request in flight.
-    busy: Option<u32>,
-    rx: Vec<u8>,
-    /// When a failed connection may be tried again.
-    retry_at: Option<Instant>,
-}
-
-/// The publish plan: `total` messages, message `i` due at `start + i/rate`.
-pub struct Schedule {
-    pub total: u32,
-    rate: f64,
-    size: usize,
-    pub start: Instant,
-    pub next: u32,
-    pub ok: u64,
-    pub errors: u64,
-    pub first_send_us: u64,
-    pub last_send_us: u64,
+    order: Orders,
 }
 
 /// Lines arriving on a pipe (a child's stdout, or our stdin).
@@ -90,6 +78,8 @@ pub struct Engine {
     buf: Vec<u8>,
     mode: Mode,
     messages: u32,
+    /// Publisher connections, for the listeners' per-publisher order.
+    publishers: u32,
     targets: Vec<Target>,
     listeners: Vec<Listener>,
     next_open: usize,
@@ -101,13 +91,13 @@ pub struct Engine {
     pub last_connected: Option<Instant>,
     pub_target: Option<Target>,
     pubs: Vec<Publisher>,
+    /// Wakes the loop at the next due time (publishers only).
+    timer: Option<Timer>,
     pub schedule: Option<Schedule>,
     /// Publisher connects failed in a row; at `PUB_GIVE_UP` publishing stops.
     pub_failures: u32,
     pub pipes: Vec<Pipe>,
 }
-
-const PUB_GIVE_UP: u32 = 8;
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on a descriptor the caller owns.
@@ -121,7 +111,12 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 impl Engine {
-    pub fn new(mode: Mode, messages: u32, wave: usize) -> Result<Engine, String> {
+    pub fn new(
+        mode: Mode,
+        messages: u32,
+        publishers: usize,
+        wave: usize,
+    ) -> Result<Engine, String> {
         Ok(Engine {
             poll: Poll::new().map_err(|e| format!("poll: {e}"))?,
             events: Events::with_capacity(4096),
@@ -129,6 +124,7 @@ impl Engine {
             buf: vec![0; 64 * 1024],
             mode,
             messages,
+            publishers: publishers.clamp(1, u32::MAX as usize) as u32,
             targets: Vec::new(),
             listeners: Vec::new(),
             next_open: 0,
@@ -140,10 +136,16 @@ impl Engine {
             last_connected: None,
             pub_target: None,
             pubs: Vec::new(),
+            timer: None,
             schedule: None,
             pub_failures: 0,
             pipes: Vec::new(),
         })
+    }
+
+    /// A waker for this engine's poll, for another thread (one per engine).
+    pub fn waker(&self) -> io::Result<Arc<Waker>> {
+        Ok(Arc::new(Waker::new(self.poll.registry(), Token(WAKE))?))
     }
 
     /// Plans `n` listeners over `targets`, round-robin; the `k`-th listener
@@ -161,7 +163,7 @@ impl Engine {
                 head: Vec::new(),
                 body: Body::Identity,
                 sse: Sse::default(),
-                order: Order::default(),
+                order: Orders::new(self.publishers),
             })
             .collect();
         self.connect_start = Instant::now();
@@ -196,43 +198,6 @@ impl Engine {
         self.tally.connected - self.tally.disconnected
     }
 
-    pub fn set_publisher(&mut self, target: Target, connections: usize) {
-        self.pub_target = Some(target);
-        self.pubs = (0..connections.max(1))
-            .map(|_| Publisher {
-                t: None,
-                busy: None,
-                rx: Vec::new(),
-                retry_at: None,
-            })
-            .collect();
-        for j in 0..self.pubs.len() {
-            self.open_publisher(j);
-        }
-    }
-
-    pub fn start_publishing(&mut self, total: u32, rate: f64, size: usize) {
-        self.schedule = Some(Schedule {
-            total,
-            rate: rate.max(0.001),
-            size,
-            start: Instant::now(),
-            next: 0,
-            ok: 0,
-            errors: 0,
-            first_send_us: 0,
-            last_send_us: 0,
-        });
-    }
-
-    pub fn publishing_done(&self) -> bool {
-        match &self.schedule {
-            None => true,
-            Some(_) if self.pub_failures >= PUB_GIVE_UP => true,
-            Some(s) => s.next >= s.total && self.pubs.iter().all(|p| p.busy.is_none()),
-        }
-    }
-
     pub fn add_pipe(&mut self, fd: RawFd) -> io::Result<usize> {
         set_nonblocking(fd)?;
         let k = self.pipes.len();
@@ -259,20 +224,7 @@ impl Engine {
         let mut wait = until
             .saturating_duration_since(now)
             .min(Duration::from_millis(100));
-        if let Some(s) = &self.schedule {
-            if s.next < s.total {
-                // Overdue messages wait for a publisher to free up: an event.
-                let due = s.start + Duration::from_secs_f64(f64::from(s.next) / s.rate);
-                if due > now {
-                    wait = wait.min(due - now);
-                }
-            }
-        }
-        for p in &self.pubs {
-            if let Some(t) = p.retry_at {
-                wait = wait.min(t.saturating_duration_since(now));
-            }
-        }
+        wait = wait.min(self.publish_wait(now));
         match self.poll.poll(&mut self.events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
@@ -284,7 +236,13 @@ impl Engine {
             .map(|e| (e.token().0, e.is_writable()))
             .collect();
         for (tok, writable) in tokens {
-            if tok >= PIPE_BASE {
+            if tok == WAKE {
+                // Another thread asks the caller to look at its flags.
+            } else if tok == TIMER {
+                if let Some(t) = &self.timer {
+                    t.clear();
+                }
+            } else if tok >= PIPE_BASE {
                 self.on_pipe(tok - PIPE_BASE);
             } else if tok >= PUB_BASE {
                 self.on_publisher(tok - PUB_BASE);
@@ -425,9 +383,9 @@ impl Engine {
                 // arrived together.
                 let now = unix_micros();
                 let ended = body.feed(rest, &mut |d| {
-                    sse.feed(d, &mut |text| match parse_text(text) {
-                        Some((seq, sent)) if seq < messages => {
-                            tally.record(order.see(seq), seq, now, sent)
+                    sse.feed(d, &mut |text| match Stamp::parse(text) {
+                        Some(st) if st.seq < messages => {
+                            tally.record(order.see(st.seq), st.seq, now, st.due_us, st.sent_us)
                         }
                         _ => tally.foreign += 1,
                     })
@@ -461,178 +419,6 @@ impl Engine {
             self.listener_failed(i, &why);
         } else if eof {
             self.listener_failed(i, "closed before the response head");
-        }
-    }
-
-    fn open_publisher(&mut self, j: usize) {
-        let Some(target) = &self.pub_target else {
-            return;
-        };
-        let tls = if target.tls { Some(&self.tls) } else { None };
-        let p = &mut self.pubs[j];
-        if let Some(mut t) = p.t.take() {
-            let _ = self.poll.registry().deregister(&mut t.sock);
-        }
-        p.rx.clear();
-        // The publisher connects from 127.0.0.1: the listeners' sources
-        // start at .2.
-        let opened = connect_from(None, target.addr).and_then(|sock| {
-            let mut t = Transport::new(sock, tls, *target.addr.ip())?;
-            self.poll.registry().register(
-                &mut t.sock,
-                Token(PUB_BASE + j),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            Ok(t)
-        });
-        match opened {
-            Ok(t) => p.t = Some(t),
-            Err(e) => self.publisher_broke(j, &format!("connect: {e}")),
-        }
-    }
-
-    fn publisher_broke(&mut self, j: usize, why: &str) {
-        if why.starts_with("connect") {
-            // Back off (0.1 s, doubling, at most 2 s); give up after a few.
-            self.pub_failures += 1;
-            if self.pub_failures == PUB_GIVE_UP {
-                eprintln!("loadgen: publisher cannot connect ({why}): publishing stops");
-            }
-            let p = &mut self.pubs[j];
-            if let Some(mut t) = p.t.take() {
-                let _ = self.poll.registry().deregister(&mut t.sock);
-            }
-            let wait =
-                Duration::from_millis(100 << self.pub_failures.min(4)).min(Duration::from_secs(2));
-            p.retry_at = Some(Instant::now() + wait);
-            return;
-        }
-        if let (Some(_), Some(s)) = (self.pubs[j].busy.take(), self.schedule.as_mut()) {
-            s.errors += 1;
-            if s.errors <= 3 {
-                eprintln!("loadgen: publish failed: {why}");
-            }
-        }
-        self.open_publisher(j);
-    }
-
-    fn on_publisher(&mut self, j: usize) {
-        let Engine { pubs, buf, .. } = self;
-        let p = &mut pubs[j];
-        let Some(t) = p.t.as_mut() else { return };
-        if !t.established {
-            match t.check_connected() {
-                Ok(true) => self.pub_failures = 0,
-                Ok(false) => return,
-                Err(e) => return self.publisher_broke(j, &format!("connect: {e}")),
-            }
-        }
-        if let Err(e) = t.flush() {
-            return self.publisher_broke(j, &format!("write: {e}"));
-        }
-        let rx = &mut p.rx;
-        let eof = match t.read(buf, |b| rx.extend_from_slice(b)) {
-            Ok(eof) => eof,
-            Err(e) => return self.publisher_broke(j, &format!("read: {e}")),
-        };
-        while !p.rx.is_empty() {
-            let head = match parse_head(&p.rx) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(e) => return self.publisher_broke(j, &e),
-            };
-            let body = &p.rx[head.len..];
-            let used = if head.chunked {
-                match Body::chunked().feed(body, &mut |_| {}) {
-                    Some(n) => n,
-                    None => break,
-                }
-            } else {
-                let n = head.content_length.unwrap_or(0);
-                if body.len() < n {
-                    break;
-                }
-                n
-            };
-            p.rx.drain(..head.len + used);
-            let good = match self.mode {
-                Mode::Watercooler => head.status == 303,
-                Mode::Nchan => head.status == 201 || head.status == 202,
-            };
-            if p.busy.take().is_some() {
-                if let Some(s) = self.schedule.as_mut() {
-                    if good {
-                        s.ok += 1;
-                    } else {
-                        s.errors += 1;
-                        if s.errors <= 3 {
-                            eprintln!("loadgen: publish answered {}", head.status);
-                        }
-                    }
-                }
-            }
-            if head.close {
-                return self.publisher_broke(j, "connection: close");
-            }
-        }
-        if eof {
-            self.publisher_broke(j, "closed");
-        }
-    }
-
-    fn publish_due(&mut self) {
-        let now = Instant::now();
-        for j in 0..self.pubs.len() {
-            if self.pubs[j].retry_at.is_some_and(|t| t <= now) && self.pub_failures < PUB_GIVE_UP {
-                self.pubs[j].retry_at = None;
-                self.open_publisher(j);
-            }
-        }
-        let Some(s) = self.schedule.as_mut() else {
-            return;
-        };
-        let Some(target) = &self.pub_target else {
-            return;
-        };
-        while s.next < s.total
-            && now >= s.start + Duration::from_secs_f64(f64::from(s.next) / s.rate)
-        {
-            let Some(j) = self
-                .pubs
-                .iter()
-                .position(|p| p.busy.is_none() && p.t.as_ref().is_some_and(|t| t.established))
-            else {
-                break;
-            };
-            let sent = unix_micros();
-            let mut text = format!("{} {} ", s.next, sent);
-            while text.len() < s.size {
-                text.push('x');
-            }
-            let req = match self.mode {
-                Mode::Watercooler => {
-                    let body = format!("message={}", text.replace(' ', "%20"));
-                    format!(
-                        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{}",
-                        target.path, target.authority, body.len(), body
-                    )
-                }
-                Mode::Nchan => format!(
-                    "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
-                    target.path, target.authority, text.len(), text
-                ),
-            };
-            let p = &mut self.pubs[j];
-            p.busy = Some(s.next);
-            if s.first_send_us == 0 {
-                s.first_send_us = sent;
-            }
-            s.last_send_us = sent;
-            s.next += 1;
-            if let Err(e) = p.t.as_mut().map_or(Ok(()), |t| t.send(req.as_bytes())) {
-                self.publisher_broke(j, &format!("write: {e}"));
-                return;
-            }
         }
     }
 

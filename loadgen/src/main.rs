@@ -1,41 +1,62 @@
 //! `loadgen`: opens N SSE listeners on one or more loopback servers, publishes
-//! M numbered, timestamped messages at rate R to one of them, and reports
-//! connects, server memory and CPU, delivery (lost, duplicated, out of
-//! order) and latency, as a table and one `JSON {...}` line. Latency is
-//! reported per delivery and, per message, as the first delivery (publish to
-//! the earliest listener) and the spread (earliest to latest listener: the
-//! fan-out). Receive times are taken once per socket read. One thread, one
-//! mio loop per process; when N exceeds what one process may open (the
-//! RLIMIT_NOFILE hard limit), it re-runs itself as `--child` processes that
-//! each hold a share of the listeners and speak a line protocol on their
-//! stdin/stdout: the child prints `READY ...` once connected, the parent
-//! publishes, writes `END <published>`, and the child drains and prints one
-//! `STATS ...` line (with its latency histogram and each message's first and
-//! last delivery) that the parent merges.
-//! Everything is bounded: connect timeout, publish deadline, drain timeout,
+//! M numbered messages at rate R to one of them over P connections, and
+//! reports connects, server memory and CPU, delivery (lost, duplicated, out
+//! of order) and latency, as a table and one `JSON {...}` line. Each message
+//! carries its due time (`start + i / R`) and its send time; latency counts
+//! from the due time, so a server that holds publishers back shows its
+//! queue (see `schedule.rs`), and the report says how late publishes left.
+//! Per message it also gives the first delivery (send to the earliest
+//! listener) and the spread (earliest to latest listener: the fan-out).
+//! Receive times are taken once per socket read. The listeners (or the
+//! pipes to listener processes) are one mio loop on the main thread; the
+//! publishers are another on a thread of their own, so that reading a
+//! fan-out never delays a publish. When N exceeds what one process may
+//! open (the RLIMIT_NOFILE hard limit), it re-runs itself as `--child`
+//! processes that each hold a share of the listeners and speak a line
+//! protocol on their stdin/stdout: the child prints `READY ...` once
+//! connected, the parent publishes, writes `END <owed>` (the messages the
+//! server took or may have taken), and the child drains and prints one
+//! `STATS ...` line (with its latency histograms and each message's first
+//! and last receipt and delivery count) that the parent merges.
+//! Everything is bounded: connect timeout, publish grace, drain timeout,
 //! and an overall deadline. Exit 0 with a report, 2 on setup errors.
 
 mod conn;
 mod engine;
+mod report;
+mod schedule;
 mod stats;
+mod timer;
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use conn::Target;
-use engine::{Engine, Mode};
+use engine::{Engine, Mode, Schedule};
+use mio::Waker;
+use report::{Asked, Report, Sample};
+use schedule::Outcome;
 use stats::{cpu_s, own_cpu_s, rss_kib, sum, Tally};
 
 const USAGE: &str = "usage: loadgen --listen URL [--listen URL ...] --publish URL --listeners N
                --messages M --rate R [--size BYTES] [--mode watercooler|nchan]
                [--server-pid PID ...] [--connect-timeout-s 60] [--drain-timeout-s 10]
-               [--idle-s 0] [--publishers 4] [--wave 500] [--deadline-s 900] [--json-only]
+               [--idle-s 0] [--publishers 4] [--publish-grace-s S] [--wave 500]
+               [--deadline-s 900] [--json-only]
 
   URLs must be http:// or https:// on 127.0.0.0/8 (or localhost).
   watercooler mode: GET /listen, POST /publish as a form (expects 303).
-  nchan mode: GET the listen URL, POST the raw text (expects 201 or 202).";
+  nchan mode: GET the listen URL, POST the raw text (expects 201 or 202).
+  Message i is due at start + i/R and goes on publisher connection i % P,
+  each connection with one request in flight at most (no pipelining).
+  Latency counts from the due time. No message is sent later than
+  --publish-grace-s after the last one was due (default: M/R + 30 s);
+  the rest are reported as not sent.";
 
 struct Args {
     listen: Vec<Target>,
@@ -50,6 +71,7 @@ struct Args {
     drain_timeout: Duration,
     idle: Duration,
     publishers: usize,
+    publish_grace: Option<Duration>,
     wave: usize,
     deadline: Duration,
     json_only: bool,
@@ -74,6 +96,7 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         drain_timeout: Duration::from_secs(10),
         idle: Duration::ZERO,
         publishers: 4,
+        publish_grace: None,
         wave: 500,
         deadline: Duration::from_secs(900),
         json_only: false,
@@ -103,7 +126,8 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("connect-timeout-s") => a.connect_timeout = secs(p.value()?.parse()?),
             Long("drain-timeout-s") => a.drain_timeout = secs(p.value()?.parse()?),
             Long("idle-s") => a.idle = secs(p.value()?.parse()?),
-            Long("publishers") => a.publishers = p.value()?.parse()?,
+            Long("publishers") => a.publishers = p.value()?.parse::<usize>()?.max(1),
+            Long("publish-grace-s") => a.publish_grace = Some(secs(p.value()?.parse()?)),
             Long("wave") => a.wave = p.value()?.parse()?,
             Long("deadline-s") => a.deadline = secs(p.value()?.parse()?),
             Long("json-only") => a.json_only = true,
@@ -176,7 +200,7 @@ fn connect_all(eng: &mut Engine, a: &Args, deadline: Instant) -> Result<(), Stri
 fn child(a: &Args) -> Result<(), String> {
     let deadline = Instant::now() + a.deadline;
     raise_nofile();
-    let mut eng = Engine::new(a.mode, a.messages, a.wave)?;
+    let mut eng = Engine::new(a.mode, a.messages, a.publishers, a.wave)?;
     eng.add_pipe(0).map_err(|e| format!("stdin: {e}"))?;
     eng.add_listeners(&a.listen, a.listeners, a.src_base);
     connect_all(&mut eng, a, deadline)?;
@@ -184,27 +208,20 @@ fn child(a: &Args) -> Result<(), String> {
         "READY connected={} connect_s={}",
         eng.tally.connected, eng.tally.connect_s
     );
-    let mut published = None;
+    let mut owed = None;
     run_until(&mut eng, deadline, |e| {
         while let Some(line) = e.pipes[0].lines.pop_front() {
             if let Some(n) = line.strip_prefix("END ") {
-                published = n.trim().parse::<u64>().ok();
+                owed = n.trim().parse::<u64>().ok();
             }
         }
-        published.is_some() || e.pipes[0].eof
+        owed.is_some() || e.pipes[0].eof
     })?;
-    let published = published.ok_or("the parent went away")?;
+    let owed = owed.ok_or("the parent went away")?;
     let until = (Instant::now() + a.drain_timeout).min(deadline);
-    run_until(&mut eng, until, |e| {
-        e.tally.distinct >= published * e.alive()
-    })?;
+    run_until(&mut eng, until, |e| e.tally.distinct >= owed * e.alive())?;
     println!("{}", eng.tally.encode());
     Ok(())
-}
-
-struct Sample {
-    rss_kib: Option<u64>,
-    cpu_s: Option<f64>,
 }
 
 fn sample(pids: &[u32]) -> Sample {
@@ -268,6 +285,66 @@ fn spawn_children(a: &Args, per_process: usize, eng: &mut Engine) -> Result<Vec<
     Ok(children)
 }
 
+/// The publishers' engine on a thread of its own: it connects at once,
+/// keeps its connections served until `go`, then follows the plan and
+/// hands back the schedule (and wakes the main loop) when done.
+struct PublishThread {
+    handle: JoinHandle<Result<Schedule, String>>,
+    go: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+/// How long publishing waits for its connections after `go`.
+const PUBLISHERS_CONNECT_WAIT: Duration = Duration::from_secs(5);
+
+impl PublishThread {
+    fn spawn(
+        a: &Args,
+        target: Target,
+        main: Arc<Waker>,
+        deadline: Instant,
+    ) -> Result<Self, String> {
+        let mut eng = Engine::new(a.mode, a.messages, a.publishers, a.wave)?;
+        let waker = eng.waker().map_err(|e| format!("waker: {e}"))?;
+        eng.set_publisher(target, a.publishers);
+        let go = Arc::new(AtomicBool::new(false));
+        let go_seen = go.clone();
+        let (messages, rate, size) = (a.messages, a.rate, a.size);
+        let grace = a.publish_grace.unwrap_or_else(|| {
+            Duration::from_secs_f64(f64::from(messages) / rate.max(0.001)) + Duration::from_secs(30)
+        });
+        let handle = std::thread::Builder::new()
+            .name("publishers".into())
+            .spawn(move || {
+                let published = (|| {
+                    run_until(&mut eng, deadline, |_| go_seen.load(Ordering::Acquire))?;
+                    let until = (Instant::now() + PUBLISHERS_CONNECT_WAIT).min(deadline);
+                    run_until(&mut eng, until, |e| e.publishers_ready())?;
+                    eng.start_publishing(messages, rate, size, grace);
+                    run_until(&mut eng, deadline, |e| e.publishing_done())?;
+                    eng.schedule
+                        .take()
+                        .ok_or_else(|| "publishing never started".to_string())
+                })();
+                let _ = main.wake();
+                published
+            })
+            .map_err(|e| format!("thread: {e}"))?;
+        Ok(PublishThread { handle, go, waker })
+    }
+
+    fn go(&self) {
+        self.go.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+
+    fn join(self) -> Result<Schedule, String> {
+        self.handle
+            .join()
+            .map_err(|_| "the publisher thread panicked".to_string())?
+    }
+}
+
 fn run(a: &Args) -> Result<(), String> {
     let start = Instant::now();
     let deadline = start + a.deadline;
@@ -282,7 +359,8 @@ fn run(a: &Args) -> Result<(), String> {
     let per_process = a.max_per_process.unwrap_or(hard.saturating_sub(100)).max(1);
     let split = a.listeners > per_process;
     let before = sample(&a.server_pids);
-    let mut eng = Engine::new(a.mode, a.messages, a.wave)?;
+    let mut eng = Engine::new(a.mode, a.messages, a.publishers, a.wave)?;
+    let main_waker = eng.waker().map_err(|e| format!("waker: {e}"))?;
     let mut children = Vec::new();
     if split {
         children = spawn_children(a, per_process, &mut eng)?;
@@ -303,22 +381,22 @@ fn run(a: &Args) -> Result<(), String> {
         connect_all(&mut eng, a, deadline)?;
     }
     let connected_at = Instant::now();
-    eng.set_publisher(publish, a.publishers);
+    let publisher = PublishThread::spawn(a, publish, main_waker, deadline)?;
     run_until(&mut eng, (connected_at + a.idle).min(deadline), |_| false)?;
     let idle = sample(&a.server_pids);
 
-    eng.start_publishing(a.messages, a.rate, a.size);
-    let span = Duration::from_secs_f64(f64::from(a.messages) / a.rate.max(0.001));
-    let until = (Instant::now() + span * 2 + Duration::from_secs(30)).min(deadline);
-    run_until(&mut eng, until, |e| e.publishing_done())?;
-    let sched = eng.schedule.take().expect("publishing started");
-    let published = sched.ok;
+    let (window_t0, window_cpu0) = (Instant::now(), own_cpu_s());
+    publisher.go();
+    run_until(&mut eng, deadline, |_| publisher.handle.is_finished())?;
+    let log = publisher.join()?.log;
+    // What the server took or may have taken: the listeners wait for these.
+    let owed = log.count(Outcome::Acked) + log.count(Outcome::InFlight);
 
     let mut tally = Tally::default();
     if split {
         for c in &mut children {
             if let Some(stdin) = c.stdin.as_mut() {
-                let _ = writeln!(stdin, "END {published}");
+                let _ = writeln!(stdin, "END {owed}");
             }
         }
         let until = (Instant::now() + a.drain_timeout + Duration::from_secs(30)).min(deadline);
@@ -340,237 +418,24 @@ fn run(a: &Args) -> Result<(), String> {
     } else {
         let until = (Instant::now() + a.drain_timeout).min(deadline);
         run_until(&mut eng, until, |e| {
-            e.alive() == 0 || e.tally.distinct >= published * e.alive()
+            e.alive() == 0 || e.tally.distinct >= owed * e.alive()
         })?;
         tally = eng.tally.clone();
     }
     let after = sample(&a.server_pids);
+    // Children's CPU is only counted once they are waited for, above.
+    let window = Some((window_t0.elapsed().as_secs_f64(), own_cpu_s() - window_cpu0));
 
-    let r = Report::new(
-        a,
-        children.len().max(1),
-        &tally,
-        &sched,
-        &before,
-        &idle,
-        &after,
-    );
+    let asked = Asked {
+        mode: a.mode,
+        listeners: a.listeners,
+        rate: a.rate,
+        processes: children.len().max(1),
+    };
+    let r = Report::new(&asked, &tally, &log, &before, &idle, &after, window);
     if !a.json_only {
         r.print_table();
     }
     println!("JSON {}", r.json());
     Ok(())
-}
-
-struct Report {
-    fields: Vec<(&'static str, &'static str, Value)>,
-}
-
-enum Value {
-    Int(u64),
-    Float(f64, usize),
-    Missing,
-    Text(String),
-}
-
-impl Report {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        a: &Args,
-        processes: usize,
-        t: &Tally,
-        s: &engine::Schedule,
-        before: &Sample,
-        idle: &Sample,
-        after: &Sample,
-    ) -> Report {
-        use Value::*;
-        let published = s.ok;
-        let expected = published * t.connected;
-        let rss = |x: Option<u64>| x.map_or(Missing, Int);
-        let per_listener = match (before.rss_kib, idle.rss_kib) {
-            (Some(b), Some(i)) if t.connected > 0 => {
-                Float((i as f64 - b as f64) * 1024.0 / t.connected as f64, 0)
-            }
-            _ => Missing,
-        };
-        let send_span = s.last_send_us.saturating_sub(s.first_send_us) as f64 / 1e6;
-        let achieved = if s.next > 1 && send_span > 0.0 {
-            Float(f64::from(s.next - 1) / send_span, 1)
-        } else {
-            Missing
-        };
-        let deliver_span = t.last_rx_us.saturating_sub(s.first_send_us) as f64 / 1e6;
-        let per_s = if t.received > 0 && deliver_span > 0.0 {
-            Float(t.received as f64 / deliver_span, 0)
-        } else {
-            Missing
-        };
-        let ms = |us: u64| {
-            if t.latency.total > 0 {
-                Float(us as f64 / 1000.0, 2)
-            } else {
-                Missing
-            }
-        };
-        let first = t.fanout.first_delivery();
-        let spread = t.fanout.spread();
-        let per_message = |h: &stats::Histogram, q: f64| {
-            if h.total > 0 {
-                Float(h.quantile(q) as f64 / 1000.0, 2)
-            } else {
-                Missing
-            }
-        };
-        let cpu = match (before.cpu_s, after.cpu_s) {
-            (Some(b), Some(e)) => Float(e - b, 2),
-            _ => Missing,
-        };
-        let cpu_run = match (idle.cpu_s, after.cpu_s) {
-            (Some(b), Some(e)) if t.received > 0 => Float((e - b) * 1e6 / t.received as f64, 2),
-            _ => Missing,
-        };
-        let mode = match a.mode {
-            Mode::Watercooler => "watercooler",
-            Mode::Nchan => "nchan",
-        };
-        Report {
-            fields: vec![
-                ("mode", "mode", Text(mode.into())),
-                ("processes", "loadgen processes", Int(processes as u64)),
-                (
-                    "listeners_requested",
-                    "listeners requested",
-                    Int(a.listeners as u64),
-                ),
-                (
-                    "listeners_connected",
-                    "listeners connected",
-                    Int(t.connected),
-                ),
-                (
-                    "connect_errors",
-                    "connect errors (retried)",
-                    Int(t.connect_errors),
-                ),
-                ("connect_time_s", "connect time (s)", Float(t.connect_s, 2)),
-                (
-                    "server_rss_before_kib",
-                    "server RSS before (KiB)",
-                    rss(before.rss_kib),
-                ),
-                (
-                    "server_rss_idle_kib",
-                    "server RSS idle (KiB)",
-                    rss(idle.rss_kib),
-                ),
-                (
-                    "server_rss_after_kib",
-                    "server RSS after (KiB)",
-                    rss(after.rss_kib),
-                ),
-                (
-                    "rss_per_listener_bytes",
-                    "RSS per listener (bytes)",
-                    per_listener,
-                ),
-                ("published", "published", Int(published)),
-                ("publish_errors", "publish errors", Int(s.errors)),
-                (
-                    "publish_rate_target",
-                    "publish rate asked (/s)",
-                    Float(a.rate, 1),
-                ),
-                (
-                    "publish_rate_achieved",
-                    "publish rate achieved (/s)",
-                    achieved,
-                ),
-                ("expected", "expected", Int(expected)),
-                ("delivered", "delivered", Int(t.distinct)),
-                ("lost", "lost", Int(expected.saturating_sub(t.distinct))),
-                ("duplicated", "duplicated", Int(t.duplicated)),
-                ("out_of_order", "out-of-order", Int(t.out_of_order)),
-                ("foreign", "other messages (not ours)", Int(t.foreign)),
-                (
-                    "disconnected",
-                    "listeners dropped mid-run",
-                    Int(t.disconnected),
-                ),
-                (
-                    "latency_p50_ms",
-                    "latency p50 (ms)",
-                    ms(t.latency.quantile(0.50)),
-                ),
-                (
-                    "latency_p90_ms",
-                    "latency p90 (ms)",
-                    ms(t.latency.quantile(0.90)),
-                ),
-                (
-                    "latency_p99_ms",
-                    "latency p99 (ms)",
-                    ms(t.latency.quantile(0.99)),
-                ),
-                ("latency_max_ms", "latency max (ms)", ms(t.latency.max)),
-                (
-                    "first_delivery_p50_ms",
-                    "first delivery p50 (ms)",
-                    per_message(&first, 0.50),
-                ),
-                (
-                    "first_delivery_p99_ms",
-                    "first delivery p99 (ms)",
-                    per_message(&first, 0.99),
-                ),
-                (
-                    "spread_p50_ms",
-                    "fan-out spread p50 (ms)",
-                    per_message(&spread, 0.50),
-                ),
-                (
-                    "spread_p99_ms",
-                    "fan-out spread p99 (ms)",
-                    per_message(&spread, 0.99),
-                ),
-                ("deliveries_per_s", "deliveries per s", per_s),
-                ("server_cpu_s", "server CPU (s)", cpu),
-                (
-                    "server_cpu_us_per_delivery",
-                    "server CPU per delivery (µs)",
-                    cpu_run,
-                ),
-                ("loadgen_cpu_s", "loadgen CPU (s)", Float(own_cpu_s(), 2)),
-            ],
-        }
-    }
-
-    fn print_table(&self) {
-        for (_, label, v) in &self.fields {
-            let v = match v {
-                Value::Int(n) => n.to_string(),
-                Value::Float(x, d) => format!("{x:.d$}", d = *d),
-                Value::Missing => "-".into(),
-                Value::Text(s) => s.clone(),
-            };
-            println!("{label:<30} {v:>14}");
-        }
-    }
-
-    fn json(&self) -> String {
-        let parts: Vec<String> = self
-            .fields
-            .iter()
-            .map(|(k, _, v)| {
-                let v = match v {
-                    Value::Int(n) => n.to_string(),
-                    Value::Float(x, d) if x.is_finite() => format!("{x:.d$}", d = *d),
-                    Value::Float(..) | Value::Missing => "null".into(),
-                    Value::Text(s) => format!("\"{s}\""),
-                };
-                format!("\"{k}\":{v}")
-            })
-            .collect();
-        format!("{{{}}}", parts.join(","))
-    }
 }

@@ -1,11 +1,14 @@
 //! What is counted and how it is merged: a log-bucketed latency histogram
 //! (exact below 2 ms, within 0.1 % above, so per-process histograms merge
-//! without keeping raw samples), per-listener order tracking (duplicates and
-//! out-of-order arrivals told apart exactly, with a list of gaps instead of a
-//! bitmap), each message's first and last delivery (the fan-out of one
-//! message, kept per message and merged by min/max, never by averaging
+//! without keeping raw samples), per-listener order tracking (one sequence
+//! per publisher connection; duplicates and out-of-order arrivals told apart
+//! exactly, with a list of gaps instead of a bitmap), each message's first
+//! and last receive time and delivery count (the fan-out of one message,
+//! kept per message and merged by min/max/sum, never by averaging
 //! percentiles), the `Tally` a listener process reports to its parent as one
-//! text line, and the server figures read from `/proc`.
+//! text line, and the server figures read from `/proc`. Latencies count from
+//! a message's due time (see `schedule.rs`); the send time is kept beside it
+//! so the old send-stamped figure can be shown for comparison.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -168,12 +171,32 @@ impl Order {
     }
 }
 
-/// Publish-to-receive latency of one message's earliest and latest delivery
-/// over all listeners, in microseconds.
+/// One listener's `Order`s, one per publisher connection. Message `seq`
+/// is the `seq / n`-th of publisher `seq % n` (round-robin, `schedule.rs`).
+/// Only one connection's messages have an order: each carries one request
+/// at a time, so the server saw them in sequence; messages sent on
+/// different connections at once may rightly arrive either way round.
+pub struct Orders(Vec<Order>);
+
+impl Orders {
+    pub fn new(publishers: u32) -> Orders {
+        Orders((0..publishers.max(1)).map(|_| Order::default()).collect())
+    }
+
+    pub fn see(&mut self, seq: u32) -> Seen {
+        let n = self.0.len() as u32;
+        self.0[(seq % n) as usize].see(seq / n)
+    }
+}
+
+/// One message over all listeners: the wall-clock times (µs) of its earliest
+/// and latest receipt, and how many listeners received it (duplicates
+/// excluded).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Span {
     pub first: u64,
     pub last: u64,
+    pub count: u64,
 }
 
 /// The `Span` of every message delivered at least once, indexed by sequence
@@ -185,13 +208,14 @@ pub struct Fanout {
 }
 
 impl Fanout {
-    /// One delivery of message `seq`, `latency_us` after it was sent.
-    pub fn record(&mut self, seq: u32, latency_us: u64) {
+    /// One listener's first receipt of message `seq`, at `rx_us`.
+    pub fn record(&mut self, seq: u32, rx_us: u64) {
         self.widen(
             seq as usize,
             Span {
-                first: latency_us,
-                last: latency_us,
+                first: rx_us,
+                last: rx_us,
+                count: 1,
             },
         );
     }
@@ -206,12 +230,13 @@ impl Fanout {
             Some(o) => Span {
                 first: o.first.min(s.first),
                 last: o.last.max(s.last),
+                count: o.count + s.count,
             },
         });
     }
 
     /// Another process's listeners: earliest of the firsts, latest of the
-    /// lasts, per message.
+    /// lasts, sum of the counts, per message.
     pub fn merge(&mut self, other: &Fanout) {
         for (i, s) in other.spans.iter().enumerate() {
             if let Some(s) = *s {
@@ -220,31 +245,38 @@ impl Fanout {
         }
     }
 
-    /// Publish to the first listener's receipt, one sample per message.
-    pub fn first_delivery(&self) -> Histogram {
-        self.histogram(|s| s.first)
+    pub fn get(&self, seq: u32) -> Option<Span> {
+        self.spans.get(seq as usize).copied().flatten()
     }
 
-    /// Last minus first delivery of the same message, one sample per message.
-    pub fn spread(&self) -> Histogram {
-        self.histogram(|s| s.last - s.first)
-    }
-
-    fn histogram(&self, f: impl Fn(&Span) -> u64) -> Histogram {
+    /// From `base(seq)` (a send or due time, µs; `None` skips the message)
+    /// to the first listener's receipt, one sample per message.
+    pub fn first_delivery(&self, base: impl Fn(u32) -> Option<u64>) -> Histogram {
         let mut h = Histogram::default();
-        for s in self.spans.iter().flatten() {
-            h.record(f(s));
+        for (i, s) in self.spans.iter().enumerate() {
+            if let (Some(s), Some(b)) = (s, base(i as u32)) {
+                h.record(s.first.saturating_sub(b));
+            }
         }
         h
     }
 
-    /// `seq:first:last,...` for the delivered messages only.
+    /// Last minus first receipt of the same message, one sample per message.
+    pub fn spread(&self) -> Histogram {
+        let mut h = Histogram::default();
+        for s in self.spans.iter().flatten() {
+            h.record(s.last - s.first);
+        }
+        h
+    }
+
+    /// `seq:first:last:count,...` for the delivered messages only.
     pub fn encode(&self) -> String {
         let parts: Vec<String> = self
             .spans
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.map(|s| format!("{i}:{}:{}", s.first, s.last)))
+            .filter_map(|(i, s)| s.map(|s| format!("{i}:{}:{}:{}", s.first, s.last, s.count)))
             .collect();
         parts.join(",")
     }
@@ -257,10 +289,11 @@ impl Fanout {
             let seq: u32 = it.next()?.parse().ok()?;
             let first = it.next()?.parse().ok()?;
             let last = it.next()?.parse().ok()?;
-            if seq >= messages || first > last || it.next().is_some() {
+            let count = it.next()?.parse().ok()?;
+            if seq >= messages || first > last || count == 0 || it.next().is_some() {
                 return None;
             }
-            f.widen(seq as usize, Span { first, last });
+            f.widen(seq as usize, Span { first, last, count });
         }
         Some(f)
     }
@@ -283,16 +316,19 @@ pub struct Tally {
     pub foreign: u64,
     pub first_rx_us: u64,
     pub last_rx_us: u64,
-    /// One sample per delivery, duplicates included.
+    /// Due time to receipt, one sample per delivery, duplicates included.
     pub latency: Histogram,
+    /// Send time to receipt, likewise: the figure loadgen reported before it
+    /// stamped due times, kept for comparison.
+    pub latency_send: Histogram,
     /// First and last delivery per message, duplicates excluded.
     pub fanout: Fanout,
 }
 
 impl Tally {
-    /// One arrival of message `seq`, sent at `sent_us`, read at `now_us`.
-    pub fn record(&mut self, seen: Seen, seq: u32, now_us: u64, sent_us: u64) {
-        let latency = now_us.saturating_sub(sent_us);
+    /// One arrival of message `seq`, due at `due_us`, sent at `sent_us`,
+    /// read at `now_us`.
+    pub fn record(&mut self, seen: Seen, seq: u32, now_us: u64, due_us: u64, sent_us: u64) {
         self.received += 1;
         match seen {
             Seen::New => self.distinct += 1,
@@ -303,13 +339,14 @@ impl Tally {
             Seen::Duplicate => self.duplicated += 1,
         }
         if !matches!(seen, Seen::Duplicate) {
-            self.fanout.record(seq, latency);
+            self.fanout.record(seq, now_us);
         }
         if self.first_rx_us == 0 {
             self.first_rx_us = now_us;
         }
         self.last_rx_us = now_us;
-        self.latency.record(latency);
+        self.latency.record(now_us.saturating_sub(due_us));
+        self.latency_send.record(now_us.saturating_sub(sent_us));
     }
 
     pub fn merge(&mut self, o: &Tally) {
@@ -328,16 +365,17 @@ impl Tally {
         }
         self.last_rx_us = self.last_rx_us.max(o.last_rx_us);
         self.latency.merge(&o.latency);
+        self.latency_send.merge(&o.latency_send);
         self.fanout.merge(&o.fanout);
     }
 
     /// One line, `STATS key=value ...`, for a child to print to its parent.
     pub fn encode(&self) -> String {
         format!(
-            "STATS connected={} failed={} connect_errors={} disconnected={} connect_s={} received={} distinct={} duplicated={} out_of_order={} foreign={} first_rx_us={} last_rx_us={} latency={} fanout={}",
+            "STATS connected={} failed={} connect_errors={} disconnected={} connect_s={} received={} distinct={} duplicated={} out_of_order={} foreign={} first_rx_us={} last_rx_us={} latency={} latency_send={} fanout={}",
             self.connected, self.failed, self.connect_errors, self.disconnected, self.connect_s,
             self.received, self.distinct, self.duplicated, self.out_of_order, self.foreign,
-            self.first_rx_us, self.last_rx_us, self.latency.encode(), self.fanout.encode()
+            self.first_rx_us, self.last_rx_us, self.latency.encode(), self.latency_send.encode(), self.fanout.encode()
         )
     }
 
@@ -361,6 +399,7 @@ impl Tally {
             first_rx_us: n("first_rx_us")?,
             last_rx_us: n("last_rx_us")?,
             latency: Histogram::decode(kv.get("latency")?)?,
+            latency_send: Histogram::decode(kv.get("latency_send")?)?,
             fanout: Fanout::decode(kv.get("fanout")?, messages)?,
         })
     }
@@ -454,17 +493,44 @@ mod tests {
     }
 
     #[test]
+    fn order_is_kept_per_publisher() {
+        // Three publishers: 0, 3, 6 are publisher 0's; 1, 4 publisher 1's;
+        // 2, 5 publisher 2's. Across publishers any order is fine.
+        let mut o = Orders::new(3);
+        let kinds: Vec<u8> = [1, 0, 2, 5, 3, 4, 6, 3, 10, 7]
+            .iter()
+            .map(|&s| match o.see(s) {
+                Seen::New => b'n',
+                Seen::Late => b'l',
+                Seen::Duplicate => b'd',
+            })
+            .collect();
+        // 3 again is a duplicate; 7 after 10 is late (both publisher 1's).
+        assert_eq!(kinds, b"nnnnnnndnl");
+        // One publisher: the global order, as before.
+        let mut one = Orders::new(1);
+        assert!(matches!(one.see(1), Seen::New));
+        assert!(matches!(one.see(0), Seen::Late));
+        assert!(matches!(Orders::new(0).see(4), Seen::New));
+    }
+
+    #[test]
     fn tally_line_round_trips() {
         let mut t = Tally {
             connected: 3,
             connect_s: 1.5,
             ..Tally::default()
         };
-        t.record(Seen::New, 0, 2000, 1000);
-        t.record(Seen::New, 2, 2500, 1000);
+        // Message 0 due at 1000, sent at 1200; message 2 due and sent at 1000.
+        t.record(Seen::New, 0, 2000, 1000, 1200);
+        t.record(Seen::New, 2, 2500, 1000, 1000);
         let u = Tally::decode(&t.encode(), 3).unwrap();
         assert_eq!((u.connected, u.distinct, u.latency.max), (3, 2, 1500));
-        assert_eq!(u.fanout.encode(), "0:1000:1000,2:1500:1500");
+        assert_eq!(
+            (u.latency.quantile(0.5), u.latency_send.quantile(0.5)),
+            (1000, 800)
+        );
+        assert_eq!(u.fanout.encode(), "0:2000:2000:1,2:2500:2500:1");
         assert!(
             Tally::decode(&t.encode(), 2).is_none(),
             "seq 2 of 2 messages"
@@ -472,50 +538,60 @@ mod tests {
     }
 
     #[test]
-    fn fanout_merges_by_min_and_max_per_message() {
-        // Two listener processes: message 0 reaches the first process's
-        // listeners at 300 and 900 µs, the other's at 500 and 1200 µs.
+    fn fanout_merges_by_min_max_and_sum_per_message() {
+        // Two listener processes: message 0 (due at 1000) reaches the first
+        // process's listeners at 1300 and 1900, the other's at 1500 and 2200.
         let mut a = Tally::default();
         let mut b = Tally::default();
-        a.record(Seen::New, 0, 1300, 1000);
-        a.record(Seen::New, 0, 1900, 1000);
-        a.record(Seen::New, 1, 5100, 5000);
-        b.record(Seen::New, 0, 1500, 1000);
-        b.record(Seen::New, 0, 2200, 1000);
+        a.record(Seen::New, 0, 1300, 1000, 1000);
+        a.record(Seen::New, 0, 1900, 1000, 1000);
+        a.record(Seen::New, 1, 5100, 5000, 5000);
+        b.record(Seen::New, 0, 1500, 1000, 1000);
+        b.record(Seen::New, 0, 2200, 1000, 1000);
         // A duplicate arrives later but is not a delivery to a new listener.
-        b.record(Seen::Duplicate, 0, 9000, 1000);
+        b.record(Seen::Duplicate, 0, 9000, 1000, 1000);
         a.merge(&Tally::decode(&b.encode(), 2).unwrap());
         let spans: Vec<_> = a.fanout.spans.clone();
         assert_eq!(
             spans,
             [
                 Some(Span {
-                    first: 300,
-                    last: 1200
+                    first: 1300,
+                    last: 2200,
+                    count: 4
                 }),
                 Some(Span {
-                    first: 100,
-                    last: 100
+                    first: 5100,
+                    last: 5100,
+                    count: 1
                 })
             ]
         );
-        assert_eq!(a.fanout.first_delivery().quantile(1.0), 300);
+        let from = |s: u32| Some([1000, 5000][s as usize]);
+        assert_eq!(a.fanout.first_delivery(from).quantile(1.0), 300);
+        assert_eq!(a.fanout.first_delivery(from).quantile(0.5), 100);
+        // A message without a base (never sent, say) is left out.
+        let only_0 = a.fanout.first_delivery(|s| (s == 0).then_some(1000));
+        assert_eq!(only_0.total, 1);
         assert_eq!(a.fanout.spread().quantile(0.5), 0);
         assert_eq!(a.fanout.spread().quantile(1.0), 900);
+        assert_eq!(a.fanout.get(0).map(|s| s.count), Some(4));
+        assert_eq!(a.fanout.get(7), None);
     }
 
     #[test]
     fn fanout_decode_refuses_bad_entries() {
         let cases: &[(&str, Option<&str>)] = &[
             ("", Some("")),
-            ("0:1:2", Some("0:1:2")),
-            ("0:1:2,,3:4:4", Some("0:1:2,3:4:4")),
-            ("4:1:2", None),
-            ("0:2:1", None),
-            ("0:1", None),
-            ("0:1:2:3", None),
-            ("x:1:2", None),
-            ("0:-1:2", None),
+            ("0:1:2:1", Some("0:1:2:1")),
+            ("0:1:2:1,,3:4:4:2", Some("0:1:2:1,3:4:4:2")),
+            ("4:1:2:1", None),
+            ("0:2:1:1", None),
+            ("0:1:2:0", None),
+            ("0:1:2", None),
+            ("0:1:2:3:4", None),
+            ("x:1:2:1", None),
+            ("0:-1:2:1", None),
         ];
         for (text, want) in cases {
             let got = Fanout::decode(text, 4).map(|f| f.encode());
