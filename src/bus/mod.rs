@@ -5,6 +5,7 @@
 //! node has no bus; `mesh` is the full mesh of peer links.
 
 pub mod mesh;
+pub mod redis;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -1,0 +1,10 @@
+//! The pure pieces of the Redis bus (issue 14), each a function of bytes:
+//! RESP2 replies and commands (`resp`, bounded, no recursion a server can
+//! drive deep), `redis://` and `rediss://` URLs (`url`, never printing the
+//! password), and the Stream replies the bus reads (`stream`: XADD, XRANGE,
+//! XREAD). The sockets and the bus behind `bus::Bus` come next; these are
+//! unit-tested against real redis-server replies and fuzzed (`resp`).
+
+pub mod resp;
+pub mod stream;
+pub mod url;
