@@ -4,9 +4,10 @@
 # which drives Debian's chromium through chromedriver.
 #
 # Installs what the tests need first when it is missing: chromium and
-# chromium-driver, with apt-get, when running as root on Debian. Then the
-# browser test is required to run (WATERCOOLER_REQUIRE_BROWSER=1) instead of
-# skipping itself. Extra arguments go to `cargo test`.
+# chromium-driver, with apt-get, when running as root on Debian (then the
+# browser test is required to run, WATERCOOLER_REQUIRE_BROWSER=1, instead of
+# skipping itself); nghttp2-client, Python h2 (in a venv under target/) and
+# httpwg-cli for the HTTP/2 tests. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -26,6 +27,26 @@ fi
 
 if have chromium && have chromedriver; then
     export WATERCOOLER_REQUIRE_BROWSER=1
+fi
+
+# HTTP/2 clients that are not ours (tests/h2.rs): nghttp (Debian
+# nghttp2-client), Python h2 in a venv under target/, the httpwg suite.
+if ! have nghttp && [ "$(id -u)" = 0 ] && have apt-get; then
+    echo "test.sh: installing nghttp2-client for the HTTP/2 tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client \
+        || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client; }
+fi
+pyenv="$PWD/target/pyenv"
+if [ ! -x "$pyenv/bin/python" ] || ! "$pyenv/bin/python" -c 'import h2' 2>/dev/null; then
+    echo "test.sh: making a Python venv with h2 in $pyenv" >&2
+    python3 -m venv "$pyenv" && "$pyenv/bin/pip" install -q 'h2>=4,<5' \
+        || echo "test.sh: no Python h2: its HTTP/2 test will be skipped" >&2
+fi
+export WATERCOOLER_PYTHON="$pyenv/bin/python"
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! have httpwg; then
+    echo "test.sh: installing httpwg-cli (HTTP/2 conformance)" >&2
+    cargo install --locked httpwg-cli || echo "test.sh: no httpwg: the conformance test will be skipped" >&2
 fi
 
 cargo test --all-targets "$@"

@@ -12,6 +12,7 @@
 pub mod bus;
 pub mod cli;
 pub mod conn;
+pub mod h2;
 pub mod http;
 pub mod log;
 pub mod reactor;

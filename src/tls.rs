@@ -65,7 +65,8 @@ fn build(
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|e| format!("tls certificate: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first: every tab, publish and stream on one connection.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Our preference order (rustls's: AEADs, forward secrecy) wins over the
     // client's; testssl.sh rates the opposite HIGH.
     config.ignore_client_order = true;

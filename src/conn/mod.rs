@@ -8,10 +8,12 @@
 //! bytes in memory.
 //!
 //! - `http1`: an HTTP/1.1 connection (framing only; the service answers);
+//! - `h2`: an HTTP/2 connection around the sans-IO core in `crate::h2`;
 //! - `transport`, `tls_session`: plain TCP or rustls under one interface;
 //! - `output`: a socket's pending output (shared SSE frames, vectored writes);
 //! - `io`: the read call everything is built on.
 
+pub mod h2;
 pub mod http1;
 pub mod io;
 pub mod output;
@@ -34,6 +36,9 @@ use transport::Transport;
 pub enum Step {
     Keep,
     Close,
+    /// An HTTP/1.1 connection turns out to speak HTTP/2 (its preface, or
+    /// ALPN `h2`): the loop hands its bytes to an `h2::H2Conn`.
+    Upgrade,
 }
 
 /// What a connection's handlers may use besides the connection.

@@ -232,6 +232,16 @@ impl TlsSession {
         self.incoming.len()
     }
 
+    /// The protocol the handshake chose by ALPN (`h2`, `http/1.1`), once
+    /// it is done.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        if self.open {
+            self.conn.alpn_protocol()
+        } else {
+            None
+        }
+    }
+
     /// True when records wait to be written (or a close_notify to be made).
     pub fn wants_write(&self) -> bool {
         self.sent < self.outgoing.len() || (self.close_asked && self.open && !self.failed)

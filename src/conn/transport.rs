@@ -80,6 +80,14 @@ impl Transport {
         }
     }
 
+    /// TLS chose HTTP/2 by ALPN.
+    pub fn chose_h2(&self) -> bool {
+        match self {
+            Transport::Plain => false,
+            Transport::Tls(tls) => tls.alpn() == Some(b"h2"),
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
         matches!(self, Transport::Tls(_))
     }

@@ -33,6 +33,7 @@ use crate::bus::mesh::link::PeerLink;
 use crate::bus::mesh::{LinkEnd, Mesh};
 use crate::bus::{Bus, Dial};
 use crate::cli::Options;
+use crate::conn::h2::H2Conn;
 use crate::conn::http1::Http1;
 use crate::conn::tls_session::TlsSession;
 use crate::conn::transport::Transport;
@@ -243,9 +244,10 @@ impl Server {
         if cx.env.more {
             self.pending.push(t);
         }
-        if step == Step::Close {
-            self.closing.push(t);
-            return;
+        match step {
+            Step::Keep => {}
+            Step::Close => return self.closing.push(t),
+            Step::Upgrade => return self.upgrade(t, now),
         }
         let interest = slot.socket.interest();
         if interest != slot.interest {
@@ -262,6 +264,43 @@ impl Server {
         }
         slot.deadline
             .set(slot.socket.deadline(), &mut self.timers, Key::Socket(t));
+    }
+
+    /// An HTTP/1.1 connection turned out to speak HTTP/2: the same socket
+    /// and bytes go on as an `H2Conn`, which reads what is already there.
+    fn upgrade(&mut self, t: Token, now: Instant) {
+        let env = Env {
+            now,
+            token: t,
+            scratch: &mut self.scratch,
+            service: &mut self.service,
+            date: &mut self.date,
+            more: false,
+        };
+        let replaced = self.sockets.replace(t, |socket| match socket {
+            Socket::Http(h1) => {
+                let peer = h1.peer;
+                Socket::H2(Box::new(H2Conn::new(h1.into_pipe(), peer, &env)))
+            }
+            other => other,
+        });
+        self.service.stats.open_h2 += 1;
+        let Some(new) = replaced else {
+            return;
+        };
+        if new != t {
+            let registered = self.sockets.get_mut(new).map(|slot| {
+                let interest = slot.interest;
+                self.poll
+                    .registry()
+                    .reregister(slot.socket.stream(), new, interest)
+            });
+            if !matches!(registered, Some(Ok(()))) {
+                self.closing.push(new);
+                return;
+            }
+        }
+        self.with_socket(new, now, |s, cx| s.ready(Ready::READ, cx));
     }
 
     /// Registers a new socket and runs its first handler (data may already
@@ -442,7 +481,7 @@ impl Server {
                 return;
             };
             stats.deliveries += frames.len() as u64;
-            if slot.socket.push(l.stream, frames) == Step::Close {
+            if slot.socket.push(l.stream, frames, now) == Step::Close {
                 stats.evicted += 1;
                 closing.push(l.conn);
             } else if !slot.touched {
@@ -482,6 +521,21 @@ impl Server {
                         stats.open_plain -= 1;
                     }
                     if let Some(key) = c.listener() {
+                        self.service.leave(key);
+                    }
+                    c.close();
+                    let _ = self.poll.registry().deregister(c.stream());
+                }
+                Socket::H2(mut c) => {
+                    if c.is_tls() {
+                        stats.open_tls -= 1;
+                    } else {
+                        stats.open_plain -= 1;
+                    }
+                    stats.open_h2 -= 1;
+                    stats.h2_streams = stats.h2_streams.saturating_sub(c.counted_streams() as u64);
+                    let keys: Vec<_> = c.listeners().collect();
+                    for key in keys {
                         self.service.leave(key);
                     }
                     c.close();

@@ -18,11 +18,13 @@ use super::timers::Deadline;
 use crate::bus::mesh::link::PeerLink;
 use crate::bus::mesh::Mesh;
 use crate::bus::Bus;
+use crate::conn::h2::H2Conn;
 use crate::conn::http1::Http1;
 use crate::conn::{Env, Ready, Step};
 
 pub enum Socket {
     Http(Box<Http1<TcpStream>>),
+    H2(Box<H2Conn<TcpStream>>),
     Peer(Box<PeerLink<TcpStream>>),
 }
 
@@ -57,6 +59,7 @@ impl Socket {
     pub fn stream(&mut self) -> &mut TcpStream {
         match self {
             Socket::Http(c) => c.stream(),
+            Socket::H2(c) => c.stream(),
             Socket::Peer(p) => p.stream(),
         }
     }
@@ -66,6 +69,7 @@ impl Socket {
     pub fn interest(&self) -> Interest {
         let write = match self {
             Socket::Http(c) => c.wants_write(),
+            Socket::H2(c) => c.wants_write(),
             Socket::Peer(p) => p.wants_write(),
         };
         if write {
@@ -78,6 +82,7 @@ impl Socket {
     pub fn deadline(&self) -> Option<Instant> {
         match self {
             Socket::Http(c) => c.deadline(),
+            Socket::H2(c) => c.deadline(),
             Socket::Peer(p) => p.deadline(),
         }
     }
@@ -85,6 +90,7 @@ impl Socket {
     pub fn ready(&mut self, ready: Ready, cx: &mut Cx) -> Step {
         match self {
             Socket::Http(c) => c.ready(ready, &mut cx.env),
+            Socket::H2(c) => c.ready(ready, &mut cx.env),
             Socket::Peer(p) => cx.mesh(|env, mesh| p.ready(ready, env, mesh)),
         }
     }
@@ -92,14 +98,16 @@ impl Socket {
     pub fn expired(&mut self, cx: &mut Cx) -> Step {
         match self {
             Socket::Http(c) => c.expired(&mut cx.env),
+            Socket::H2(c) => c.expired(&mut cx.env),
             Socket::Peer(p) => p.expired(&mut cx.env),
         }
     }
 
     /// Queues frames for a listener's stream (fan-out); writes nothing yet.
-    pub fn push(&mut self, _stream: u32, frames: &[Rc<[u8]>]) -> Step {
+    pub fn push(&mut self, stream: u32, frames: &[Rc<[u8]>], now: Instant) -> Step {
         match self {
             Socket::Http(c) => c.push(frames),
+            Socket::H2(c) => c.push(stream, frames, now),
             Socket::Peer(_) => Step::Keep,
         }
     }
@@ -121,6 +129,7 @@ impl Socket {
     pub fn flush(&mut self, cx: &mut Cx) -> Step {
         match self {
             Socket::Http(c) => c.flush_and_settle(&mut cx.env),
+            Socket::H2(c) => c.flush(&mut cx.env),
             Socket::Peer(p) => p.flush(&mut cx.env),
         }
     }
@@ -137,6 +146,7 @@ impl Socket {
     pub fn drain(&mut self, last: &Rc<[u8]>, cx: &mut Cx) -> Step {
         match self {
             Socket::Http(c) => c.drain(last, &mut cx.env),
+            Socket::H2(c) => c.drain(last, &mut cx.env),
             Socket::Peer(p) => p.leave(&mut cx.env),
         }
     }
@@ -187,6 +197,28 @@ impl Sockets {
             socket,
         });
         token(key, generation)
+    }
+
+    /// Replaces the socket at `t` with what `f` makes of it. Returns its
+    /// token: the same one (a slab reuses the slot it just freed first), or
+    /// a new one the caller must register the socket under.
+    pub fn replace(&mut self, t: Token, f: impl FnOnce(Socket) -> Socket) -> Option<Token> {
+        let (key, generation) = split(t);
+        if self
+            .slab
+            .get(key)
+            .is_none_or(|s| s.generation != generation)
+        {
+            return None;
+        }
+        let slot = self.slab.remove(key);
+        let entry = self.slab.vacant_entry();
+        let new = token(entry.key(), generation);
+        entry.insert(Slot {
+            socket: f(slot.socket),
+            ..slot
+        });
+        Some(new)
     }
 
     /// The slot of `t`, if that socket is still there.

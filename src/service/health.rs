@@ -80,6 +80,31 @@ pub fn metrics(s: &Snapshot) -> String {
         ],
     );
     m.gauge(
+        "watercooler_connections_by_protocol",
+        "Open HTTP connections by protocol.",
+        &[
+            (
+                "protocol=\"http/1.1\"",
+                (st.open_plain + st.open_tls).saturating_sub(st.open_h2) as f64,
+            ),
+            ("protocol=\"h2\"", st.open_h2 as f64),
+        ],
+    );
+    m.gauge(
+        "watercooler_h2_streams",
+        "Open HTTP/2 streams.",
+        &[("", st.h2_streams as f64)],
+    );
+    m.counter(
+        "watercooler_h2_resets_total",
+        "HTTP/2 streams reset, by cause.",
+        &[
+            ("cause=\"client\"", st.h2_resets_client as f64),
+            ("cause=\"slow_reader\"", st.h2_resets_slow as f64),
+            ("cause=\"protocol\"", st.h2_resets_error as f64),
+        ],
+    );
+    m.gauge(
         "watercooler_listeners",
         "SSE listeners on this node.",
         &[("", s.local_listeners as f64)],

@@ -19,6 +19,15 @@ pub struct Stats {
     pub open_plain: u64,
     pub open_tls: u64,
     pub open_peers: u64,
+    /// Connections that speak HTTP/2 (also counted as plain or TLS), and
+    /// their open streams.
+    pub open_h2: u64,
+    pub h2_streams: u64,
+    /// HTTP/2 streams reset, by cause: the client reset it, it read too
+    /// slowly, or it broke the protocol (or was over the stream limit).
+    pub h2_resets_client: u64,
+    pub h2_resets_slow: u64,
+    pub h2_resets_error: u64,
     /// Responses by status class: 1xx … 5xx.
     pub status_classes: [u64; 5],
 }

@@ -42,6 +42,8 @@ const DISCARD_LIMIT: usize = 64 * 1024;
 const LINGER: Duration = Duration::from_secs(5);
 /// Input taken (and dropped) per read from a stream or a closing connection.
 const DISCARD_BITE: usize = 4096;
+/// How an HTTP/2 client with prior knowledge opens (RFC 9113 §3.4).
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 enum State {
     /// Waiting for a request head. `since`: when its first byte came;
@@ -134,11 +136,35 @@ impl<S: Stream> Http1<S> {
         }
         if ready.readable {
             self.read_stopped = false;
-            if self.on_readable(env) == Step::Close {
-                return Step::Close;
+            match self.on_readable(env) {
+                Step::Keep => {}
+                step => return step,
             }
         }
         self.settle(env)
+    }
+
+    /// The connection's bytes, for an HTTP/2 connection to take over.
+    pub fn into_pipe(self) -> Pipe<S> {
+        self.pipe
+    }
+
+    /// HTTP/2 instead: TLS chose `h2` by ALPN, or a plain connection
+    /// opened with the HTTP/2 preface (prior knowledge). Only before the
+    /// first request. `None`: not decided yet (a prefix of the preface).
+    fn speaks_h2(&self) -> Option<bool> {
+        if !matches!(self.state, State::Head { kept: false, .. }) {
+            return Some(false);
+        }
+        if self.pipe.transport.chose_h2() {
+            return Some(true);
+        }
+        let input = &self.pipe.input;
+        let n = input.len().min(H2_PREFACE.len());
+        if input.get(..n) != H2_PREFACE.get(..n) || input.is_empty() {
+            return Some(false);
+        }
+        (n == H2_PREFACE.len()).then_some(true)
     }
 
     /// Writes what is queued. When answers that paused reading have left,
@@ -349,6 +375,10 @@ impl<S: Stream> Http1<S> {
                         return Step::Close;
                     }
                 }
+            } else if self.speaks_h2() == Some(true) {
+                return Step::Upgrade;
+            } else if self.speaks_h2().is_none() {
+                // A prefix of the HTTP/2 preface: wait for the rest.
             } else if !self.pipe.input.is_empty() {
                 // New bytes, or requests left unanswered when reading paused.
                 if let State::Head {
