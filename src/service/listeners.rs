@@ -25,8 +25,16 @@ struct Entry {
     listener: Listener,
     /// Its index in `all`.
     at: usize,
-    /// Each room it follows and its index in that room's list.
-    rooms: Vec<(RoomId, usize)>,
+    /// Each room it follows and its index in that room's list: the first
+    /// inline (most streams follow one room: no allocation), the rest after.
+    first: (RoomId, usize),
+    more: Vec<(RoomId, usize)>,
+}
+
+impl Entry {
+    fn places_mut(&mut self) -> impl Iterator<Item = &mut (RoomId, usize)> {
+        std::iter::once(&mut self.first).chain(self.more.iter_mut())
+    }
 }
 
 #[derive(Default)]
@@ -38,9 +46,10 @@ pub struct Listeners {
 }
 
 impl Listeners {
+    /// Adds a listener of `rooms` (at least one).
     pub fn add(&mut self, listener: Listener, rooms: &[RoomId]) -> ListenerKey {
         let key = self.entries.vacant_key();
-        let mut places = Vec::with_capacity(rooms.len());
+        let mut places = Vec::new();
         for &room in rooms {
             if self.by_room.len() <= room {
                 self.by_room.resize_with(room + 1, Vec::new);
@@ -50,10 +59,13 @@ impl Listeners {
             list.push(key);
         }
         self.all.push(key);
+        let first = places.first().copied().unwrap_or((usize::MAX, 0));
+        let more = places.get(1..).map(<[_]>::to_vec).unwrap_or_default();
         self.entries.insert(Entry {
             listener,
             at: self.all.len() - 1,
-            rooms: places,
+            first,
+            more,
         })
     }
 
@@ -69,8 +81,9 @@ impl Listeners {
                 e.at = entry.at;
             }
         }
-        let mut left = Vec::with_capacity(entry.rooms.len());
-        for (room, at) in entry.rooms {
+        let mut left = Vec::with_capacity(1 + entry.more.len());
+        let places = std::iter::once(entry.first).chain(entry.more);
+        for (room, at) in places.filter(|p| p.0 != usize::MAX) {
             left.push(room);
             let Some(list) = self.by_room.get_mut(room) else {
                 continue;
@@ -78,7 +91,7 @@ impl Listeners {
             list.swap_remove(at);
             if let Some(&moved) = list.get(at) {
                 if let Some(e) = self.entries.get_mut(moved) {
-                    if let Some(place) = e.rooms.iter_mut().find(|p| p.0 == room) {
+                    if let Some(place) = e.places_mut().find(|p| p.0 == room) {
                         place.1 = at;
                     }
                 }
