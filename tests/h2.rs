@@ -244,3 +244,41 @@ fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.contains("DEBUG")).collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
+
+#[test]
+fn sigterm_ends_http2_streams_like_http1_ones() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let mut node = Node::start(&["--backlog", "0"]);
+    let url = format!("https://{}/listen", node.https_addr());
+    let listen = Command::new("curl")
+        .args(["-sSN", "--http2", "-k", "--max-time", "10", &url])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while node
+        .get("/metrics")
+        .text()
+        .contains("watercooler_h2_streams 0")
+    {
+        assert!(Instant::now() < deadline, "the HTTP/2 stream never opened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    node.signal(libc::SIGTERM);
+    let status = node.wait_exit(Duration::from_secs(6));
+    assert!(status.is_some_and(|s| s.success()), "node exit: {status:?}");
+    let out = listen.wait_with_output().expect("curl ends");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The stream got its last reconnect hint and ended cleanly (curl exits 0
+    // only when the response ended; a cut connection is an error).
+    assert!(text.trim_end().ends_with("retry: 1000"), "{text}");
+    assert!(
+        out.status.success(),
+        "curl: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
