@@ -203,6 +203,7 @@ impl<S: Stream> H2Conn<S> {
             return;
         };
         req.host = authority.or(req.host);
+        req.secure = self.is_tls();
         for (name, value) in headers {
             if name == "host" && req.host.is_none() {
                 req.host = Some(value.clone());

@@ -56,6 +56,8 @@ pub struct Request {
     pub content_type: Option<String>,
     /// Repeated fields are joined with ", ".
     pub accept: Option<String>,
+    /// It came over TLS (the connection says so, not the client).
+    pub secure: bool,
 }
 
 /// A header field the service reads came twice where once is the rule, or
@@ -88,6 +90,7 @@ impl Request {
             if_none_match: None,
             content_type: None,
             accept: None,
+            secure: false,
         })
     }
 

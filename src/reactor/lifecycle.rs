@@ -54,10 +54,11 @@ impl Server {
         for mut port in std::mem::take(&mut self.ports) {
             let _ = self.poll.registry().deregister(&mut port.listener);
         }
+        let (l, c) = (self.service.listeners.len(), self.sockets.len());
         info!(
-            "draining: {} listeners, {} connections (at most {:?})",
-            self.service.listeners.len(),
-            self.sockets.len(),
+            "draining: {l} {}, {c} {} (at most {:?})",
+            if l == 1 { "listener" } else { "listeners" },
+            if c == 1 { "connection" } else { "connections" },
             self.opts.drain
         );
         self.deliver(now);

@@ -132,6 +132,7 @@ impl Server {
                 idle_micros: ROOM_IDLE.as_micros() as u64,
             },
             backlog: opts.backlog,
+            hsts: opts.cert.is_some(),
         };
         let mut timers = Timers::default();
         timers.schedule(now + opts.heartbeat, Key::Heartbeat);

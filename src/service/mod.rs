@@ -32,6 +32,9 @@ use stats::Stats;
 const RETRY_MS: u64 = 2000;
 /// The reconnect delay hinted to browsers when the node shuts down.
 pub const DRAIN_RETRY_MS: u64 = 1000;
+/// The pages' policy: their own scripts, styles and images only (no inline
+/// script), and no framing by another site.
+const CSP: &str = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 /// Rooms listed by `GET /rooms`.
 const LISTED_ROOMS: usize = 200;
 /// A node tells the others about this many of its busiest rooms.
@@ -46,6 +49,9 @@ pub struct Config {
     pub rooms: room::Limits,
     /// Messages per room a new stream (no `Last-Event-ID`) gets first.
     pub backlog: usize,
+    /// Tell browsers to use HTTPS only (`Strict-Transport-Security` on the
+    /// secure port): set when a real certificate is given (`--cert`).
+    pub hsts: bool,
 }
 
 impl Config {
@@ -63,6 +69,7 @@ impl Config {
                 idle_micros: 600_000_000,
             },
             backlog: 0,
+            hsts: false,
         }
     }
 }
@@ -200,7 +207,27 @@ impl Service {
             }
         };
         self.stats.count_status(resp.status);
-        Answer::Respond(resp)
+        Answer::Respond(self.secure_headers(resp, req.secure))
+    }
+
+    /// What every answer says about itself: no sniffing, no referrer; a
+    /// page runs only its own files and is never framed by another site;
+    /// with a real certificate, HTTPS only from now on.
+    fn secure_headers(&self, resp: Response, secure: bool) -> Response {
+        let page = resp
+            .headers
+            .iter()
+            .any(|(k, v)| *k == "content-type" && v.starts_with("text/html"));
+        let mut resp = resp
+            .with_header("x-content-type-options", "nosniff")
+            .with_header("referrer-policy", "no-referrer");
+        if page {
+            resp = resp.with_header("content-security-policy", CSP);
+        }
+        if secure && self.config.hsts {
+            resp = resp.with_header("strict-transport-security", "max-age=31536000");
+        }
+        resp
     }
 
     fn publish(&mut self, room: &str, text: &str) -> Response {

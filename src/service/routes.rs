@@ -188,12 +188,17 @@ fn same_origin(req: &Request) -> bool {
 
 /// `Last-Event-ID` header, else the `lastEventId` query parameter (for a
 /// first connection that wants to resume, which EventSource can't send).
+/// An empty id means "no id" (WHATWG: a stream that never got an id sends
+/// an empty `Last-Event-ID`), not an unknown one.
 fn last_event_id(req: &Request) -> Option<String> {
-    if let Some(id) = &req.last_event_id {
-        return Some(id.clone());
-    }
-    let query = req.query.as_deref()?;
-    form::field(query.as_bytes(), "lastEventId").ok().flatten()
+    let id = match &req.last_event_id {
+        Some(id) => Some(id.clone()),
+        None => {
+            let query = req.query.as_deref()?;
+            form::field(query.as_bytes(), "lastEventId").ok().flatten()
+        }
+    };
+    id.filter(|id| !id.trim().is_empty())
 }
 
 /// Paths answered while the node is still starting (waiting for its
@@ -396,6 +401,14 @@ mod tests {
             "",
         );
         assert!(matches!(r, Route::Listen { last_id: Some(ref id), .. } if id == "x"));
+        let r = run(
+            "GET /listen HTTP/1.1\r\nHost: a\r\nLast-Event-ID: \r\n\r\n",
+            "",
+        );
+        assert!(
+            matches!(r, Route::Listen { last_id: None, .. }),
+            "empty id is no id"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ fn service_with(max_rooms: usize) -> Service {
             idle_micros: 600_000_000,
         },
         backlog: 0,
+        hsts: false,
     };
     let mut s = Service::new("n1", config, Instant::now());
     s.phase = Phase::Serving;

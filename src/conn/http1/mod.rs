@@ -36,8 +36,12 @@ const READ_BUDGET: usize = 256 * 1024;
 pub const HARD_CAP: usize = 1024 * 1024;
 pub const SOFT_CAP: usize = 128 * 1024;
 pub const SOFT_TIME: Duration = Duration::from_secs(5);
-/// Bytes a stream or closing connection may send before it is cut off.
+/// Bytes a stream may send before it is cut off (it has nothing to say).
 const DISCARD_LIMIT: usize = 64 * 1024;
+/// Bytes a connection answered with an error (413, 431, …) may still send
+/// while we linger: a client that sends its whole request before it reads
+/// must get to read our answer, not a reset (within `LINGER`).
+const LINGER_LIMIT: usize = 1024 * 1024;
 /// A connection closing after an error gets this long to take its answer.
 const LINGER: Duration = Duration::from_secs(5);
 /// Input taken (and dropped) per read from a stream or a closing connection.
@@ -356,7 +360,8 @@ impl<S: Stream> Http1<S> {
             let got = match self.pipe.read(env.scratch, limit, &mut budget) {
                 Ok(got) => got,
                 Err(e) => {
-                    info!("{} closed: {e}", self.peer);
+                    // A client that resets its connection is routine.
+                    debug!("{} closed: {e}", self.peer);
                     return Step::Close;
                 }
             };
@@ -366,11 +371,15 @@ impl<S: Stream> Http1<S> {
                 // than allowed to keep the loop reading.
                 let n = self.pipe.input.len();
                 self.pipe.input = Vec::new();
+                let limit = match self.state {
+                    State::Closing { .. } => LINGER_LIMIT,
+                    _ => DISCARD_LIMIT,
+                };
                 if let State::Stream { discarded, .. } | State::Closing { discarded, .. } =
                     &mut self.state
                 {
                     *discarded += n;
-                    if *discarded > DISCARD_LIMIT {
+                    if *discarded > limit {
                         debug!("{} closed: kept sending after its request", self.peer);
                         return Step::Close;
                     }

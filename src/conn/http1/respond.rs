@@ -29,7 +29,9 @@ impl<S: Stream> Http1<S> {
             conn: env.token,
             stream: 0,
         };
-        match env.service.handle(&head.request, body, who, env.now) {
+        let mut req = head.request.clone();
+        req.secure = self.is_tls();
+        match env.service.handle(&req, body, who, env.now) {
             Answer::Respond(resp) => {
                 if self.answer(head, resp, since, env) {
                     State::Head {

@@ -1,0 +1,108 @@
+//! What an outside probe found (issue 16, the HTTP part): a request after a
+//! `connection: close` answer is never read nor acted on; pages carry
+//! security headers; a client still sending an oversized request gets to
+//! read the 413 or 431 (a lingering close, not a reset); an empty
+//! `Last-Event-ID` is no id.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{form_message, Node};
+
+#[test]
+fn nothing_after_a_connection_close_answer_is_read_or_acted_on() {
+    let node = Node::start(&["--backlog", "0"]);
+    let mut listener = node.listen(&[]);
+    let host = node.http_addr().to_string();
+    let body = |m: &str| form_message(m);
+    let post = |m: &str, origin: &str| {
+        let b = body(m);
+        format!(
+            "POST /publish HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )
+    };
+    let pipelined =
+        post("first", "http://evil.example") + &post("after", &format!("http://{host}"));
+    let mut s = TcpStream::connect(node.http_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(pipelined.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    assert_eq!(
+        text.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer only: {text}"
+    );
+    assert!(
+        listener.next_event(Duration::from_millis(500)).is_none(),
+        "nothing was published"
+    );
+}
+
+#[test]
+fn pages_carry_security_headers() {
+    let node = Node::start(&[]);
+    for path in ["/", "/r/general", "/nope"] {
+        let r = node.get(path);
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{path}: {r:?}"
+        );
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(r.header("referrer-policy"), Some("no-referrer"), "{path}");
+        // A self-signed certificate: no HSTS (it would lock browsers out).
+        assert!(r.header("strict-transport-security").is_none(), "{path}");
+    }
+    let css = node.get("/main.css");
+    assert_eq!(css.header("x-content-type-options"), Some("nosniff"));
+}
+
+#[test]
+fn a_client_still_sending_an_oversized_request_reads_the_answer() {
+    let node = Node::start(&[]);
+    for (what, head_too_large) in [("413", false), ("431", true)] {
+        let mut s = TcpStream::connect(node.http_addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let request = if head_too_large {
+            format!(
+                "GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(200_000)
+            )
+        } else {
+            format!(
+                "POST /publish HTTP/1.1\r\nHost: h\r\nContent-Length: 300000\r\n\r\n{}",
+                "m".repeat(300_000)
+            )
+        };
+        // Write all of it before reading, as a simple client does.
+        s.write_all(request.as_bytes())
+            .unwrap_or_else(|e| panic!("{what}: reset while sending: {e}"));
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with(&format!("HTTP/1.1 {what}")),
+            "{what}: {text}"
+        );
+    }
+}
+
+#[test]
+fn an_empty_last_event_id_is_no_id() {
+    let node = Node::start(&["--backlog", "0"]);
+    let mut l = node.listen(&[("Last-Event-ID", "")]);
+    let e = l.next_any_event(Duration::from_secs(2)).expect("an event");
+    assert_ne!(e.event.as_deref(), Some("missed"), "{e:?}");
+}
