@@ -33,6 +33,9 @@ usage: watercooler [options]
   --drain-ms N             on SIGTERM/SIGINT, time to finish before exiting (default 5000)
   --log LEVEL              error | warn | info | debug (default info)
   --log-format FORMAT      text | json (default text)
+  --cluster-bind ADDR      where the cluster port listens (default: the host of
+                           this node's entry in the cluster file)
+  --gen-cookie             print a strong cluster cookie and exit
   --help                   this text
   --version                the version
 ";
@@ -44,6 +47,7 @@ pub struct Options {
     pub secure_port: u16,
     pub bind: IpAddr,
     pub config: Option<PathBuf>,
+    pub cluster_bind: Option<IpAddr>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub history: usize,
@@ -65,6 +69,8 @@ pub enum Command {
     Run(Box<Options>),
     Help,
     Version,
+    /// Print a strong cluster cookie.
+    GenCookie,
 }
 
 impl Options {
@@ -83,6 +89,7 @@ impl Options {
             secure_port,
             bind: IpAddr::from([0, 0, 0, 0]),
             config: None,
+            cluster_bind: None,
             cert: None,
             key: None,
             history: 1000,
@@ -139,11 +146,13 @@ pub fn parse(
         match arg {
             Long("help") | Short('h') => return Ok(Command::Help),
             Long("version") | Short('V') => return Ok(Command::Version),
+            Long("gen-cookie") => return Ok(Command::GenCookie),
             Long("name") => o.name = value(&mut parser)?,
             Long("port") => o.port = parse_num(&flag, &value(&mut parser)?)?,
             Long("secure-port") => o.secure_port = parse_num(&flag, &value(&mut parser)?)?,
             Long("bind") => o.bind = parse_num(&flag, &value(&mut parser)?)?,
             Long("config") => o.config = Some(value(&mut parser)?.into()),
+            Long("cluster-bind") => o.cluster_bind = Some(parse_num(&flag, &value(&mut parser)?)?),
             Long("cert") => o.cert = Some(value(&mut parser)?.into()),
             Long("key") => o.key = Some(value(&mut parser)?.into()),
             Long("history") => o.history = parse_num(&flag, &value(&mut parser)?)?,

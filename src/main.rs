@@ -35,6 +35,14 @@ fn run() -> Result<(), String> {
             println!("watercooler {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
+        Command::GenCookie => {
+            let cookie = config::gen_cookie();
+            if cookie.is_empty() {
+                return Err("the system's random source failed".into());
+            }
+            println!("{cookie}");
+            return Ok(());
+        }
         Command::Run(opts) => *opts,
     };
     log::set_level(opts.log_level);

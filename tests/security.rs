@@ -106,3 +106,46 @@ fn an_empty_last_event_id_is_no_id() {
     let e = l.next_any_event(Duration::from_secs(2)).expect("an event");
     assert_ne!(e.event.as_deref(), Some("missed"), "{e:?}");
 }
+
+#[test]
+fn the_cluster_port_listens_on_its_own_entry_host_only() {
+    let dir = common::TempDir::new("bindhost");
+    let me = common::Member::new("solo");
+    let conf = dir.write(
+        "sys.conf",
+        &common::conf_text(&[&me], 100, "bindhost-cookie"),
+    );
+    let node = Node::start_member(&me.name, &conf, &[]);
+    node.wait_log("serving HTTP", Duration::from_secs(5));
+    assert!(
+        TcpStream::connect(me.cluster_addr()).is_ok(),
+        "reachable on its entry's host"
+    );
+    // 127.0.0.2 is loopback too: a port bound to every interface answers there.
+    let other = std::net::SocketAddr::from(([127, 0, 0, 2], me.port));
+    assert!(
+        TcpStream::connect(other).is_err(),
+        "the cluster port answers on 127.0.0.2"
+    );
+}
+
+#[test]
+fn weak_cookies_are_refused_beyond_loopback_and_gen_cookie_makes_a_strong_one() {
+    let dir = common::TempDir::new("weakcookie");
+    let conf = dir.write(
+        "sys.conf",
+        "nodes = a@127.0.0.1:1, b@192.0.2.7:2\ncookie = change-me\n",
+    );
+    let out = common::run(
+        &["--name", "a@127.0.0.1", "--config", &conf],
+        Duration::from_secs(5),
+    );
+    assert!(out.status.is_some_and(|s| !s.success()));
+    assert!(out.stderr.contains("the cookie is weak"), "{}", out.stderr);
+    let out = common::run(&["--gen-cookie"], Duration::from_secs(5));
+    let cookie = out.stdout.trim();
+    assert!(
+        out.status.is_some_and(|s| s.success()) && cookie.len() >= 32,
+        "{cookie:?}"
+    );
+}

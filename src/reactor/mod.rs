@@ -108,7 +108,9 @@ impl Server {
             (SocketAddr::new(opts.bind, opts.secure_port), Kind::Https),
         ];
         if let Bus::Mesh(m) = &bus {
-            binds.push((SocketAddr::new(opts.bind, m.listen.port()), Kind::Cluster));
+            // The host of this node's own entry, not every interface.
+            let ip = opts.cluster_bind.unwrap_or(m.listen.ip());
+            binds.push((SocketAddr::new(ip, m.listen.port()), Kind::Cluster));
         }
         let mut ports = Vec::new();
         for (i, (addr, kind)) in binds.into_iter().enumerate() {

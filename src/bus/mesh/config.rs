@@ -21,6 +21,38 @@ pub struct ClusterConfig {
     pub cookie: String,
 }
 
+/// Shortest cookie accepted when a node is beyond loopback.
+pub const MIN_COOKIE: usize = 16;
+/// The README's old sample, refused beyond loopback.
+pub const SAMPLE_COOKIE: &str = "change-me";
+
+/// A strong cookie: 32 random bytes as 43 characters of URL-safe base64.
+pub fn gen_cookie() -> String {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut bytes = [0u8; 32];
+    // The system RNG does not fail on Linux; if it did, say so rather than
+    // print a weak cookie.
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        return String::new();
+    }
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(43);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(ABC[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ABC[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    out
+}
+
 /// Parses `text` (the contents of `file`, named in errors) for the node `me`.
 pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> {
     let mut nodes: Option<(Vec<Member>, usize)> = None;
@@ -71,7 +103,7 @@ pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> 
                 if value.is_empty() || value.len() > 1024 {
                     return Err(format!("{file}:{n}: the cookie must be 1 to 1024 bytes"));
                 }
-                cookie = Some(value.to_string());
+                cookie = Some((value.to_string(), n));
             }
             _ => return Err(format!("{file}:{n}: unknown key `{key}`")),
         }
@@ -82,11 +114,18 @@ pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> 
     if !nodes.iter().any(|m| m.name == me) {
         return Err(format!("{file}:{line}: this node ({me}) is not in `nodes`"));
     }
-    let Some(cookie) = cookie else {
+    let Some((cookie, cookie_line)) = cookie else {
         return Err(format!(
             "{file}: no `cookie` line (the cluster's shared secret)"
         ));
     };
+    let loopback = nodes.iter().all(|m| m.addr.ip().is_loopback());
+    if !loopback && (cookie.len() < MIN_COOKIE || cookie == SAMPLE_COOKIE) {
+        return Err(format!(
+            "{file}:{cookie_line}: the cookie is weak ({}): a cluster beyond this machine needs one of at least {MIN_COOKIE} characters; `watercooler --gen-cookie` prints one",
+            if cookie == SAMPLE_COOKIE { "the sample `change-me`".to_string() } else { format!("{} characters", cookie.len()) }
+        ));
+    }
     Ok(ClusterConfig {
         nodes,
         sync_nodes_timeout: sync.unwrap_or(Duration::from_millis(5000)),
@@ -179,5 +218,19 @@ cookie = change-me
                 "{text:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn weak_cookies_only_on_loopback() {
+        let wide = "nodes = a@127.0.0.1:1, b@10.0.0.2:2\ncookie = ";
+        for weak in ["change-me", "x", "fifteen-chars-x"] {
+            let err = parse("f", &format!("{wide}{weak}"), "a@127.0.0.1").unwrap_err();
+            assert!(err.starts_with("f:2: the cookie is weak"), "{weak}: {err}");
+        }
+        assert!(parse("f", &format!("{wide}sixteen-chars-xx"), "a@127.0.0.1").is_ok());
+        let strong = gen_cookie();
+        assert_eq!(strong.len(), 43);
+        assert_ne!(strong, gen_cookie());
+        assert!(parse("f", &format!("{wide}{strong}"), "a@127.0.0.1").is_ok());
     }
 }
