@@ -24,6 +24,9 @@ usage: watercooler [options]
   --history N              messages kept per room for Last-Event-ID resume (default 1000)
   --history-mb N           memory for messages across all rooms, MiB (default 64)
   --max-rooms N            rooms at once; a new one past it is refused 503 (default 1000)
+  --publish-rate N         publishes per second per client address (default 5; 0: no limit)
+  --publish-burst N        publishes a client may make at once (default 20)
+  --trust-proxy ADDR       a reverse proxy whose X-Forwarded-For names the client
   --backlog N              messages per room a new stream is shown first (default 50; 0: none)
   --max-message BYTES      longest message accepted, after decoding (default 4096)
   --max-connections N      connections held at once (default 50000)
@@ -54,6 +57,9 @@ pub struct Options {
     pub history_mb: usize,
     pub max_rooms: usize,
     pub backlog: usize,
+    pub publish_rate: u32,
+    pub publish_burst: u32,
+    pub trust_proxy: Option<IpAddr>,
     pub max_message: usize,
     pub max_connections: usize,
     pub heartbeat: Duration,
@@ -96,6 +102,9 @@ impl Options {
             history_mb: 64,
             max_rooms: 1000,
             backlog: 50,
+            publish_rate: 5,
+            publish_burst: 20,
+            trust_proxy: None,
             max_message: 4096,
             max_connections: 50_000,
             heartbeat: Duration::from_millis(15_000),
@@ -159,6 +168,9 @@ pub fn parse(
             Long("history-mb") => o.history_mb = parse_num(&flag, &value(&mut parser)?)?,
             Long("max-rooms") => o.max_rooms = parse_num(&flag, &value(&mut parser)?)?,
             Long("backlog") => o.backlog = parse_num(&flag, &value(&mut parser)?)?,
+            Long("publish-rate") => o.publish_rate = parse_num(&flag, &value(&mut parser)?)?,
+            Long("publish-burst") => o.publish_burst = parse_num(&flag, &value(&mut parser)?)?,
+            Long("trust-proxy") => o.trust_proxy = Some(parse_num(&flag, &value(&mut parser)?)?),
             Long("max-message") => o.max_message = parse_num(&flag, &value(&mut parser)?)?,
             Long("max-connections") => o.max_connections = parse_num(&flag, &value(&mut parser)?)?,
             Long("heartbeat-ms") => o.heartbeat = millis(&flag, &value(&mut parser)?)?,

@@ -149,3 +149,58 @@ fn weak_cookies_are_refused_beyond_loopback_and_gen_cookie_makes_a_strong_one() 
         "{cookie:?}"
     );
 }
+
+#[test]
+fn a_publish_flood_meets_429_while_others_and_listeners_go_on() {
+    // Clients are told apart by X-Forwarded-For from a trusted proxy (this
+    // test's loopback address), as behind nginx.
+    let node = Node::start(&[
+        "--publish-rate",
+        "2",
+        "--publish-burst",
+        "3",
+        "--trust-proxy",
+        "127.0.0.1",
+        "--backlog",
+        "0",
+    ]);
+    let mut listener = node.listen(&[]);
+    let publish = |client: &str, m: &str| {
+        common::post_form(
+            node.http_addr(),
+            "/publish",
+            &form_message(m),
+            &[("X-Forwarded-For", client)],
+        )
+    };
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(publish("203.0.113.9", &format!("flood{i}")).status);
+    }
+    assert_eq!(&statuses[..3], [303, 303, 303], "the burst: {statuses:?}");
+    assert!(statuses[3..].iter().all(|&s| s == 429), "{statuses:?}");
+    let limited = publish("203.0.113.9", "more");
+    assert_eq!(limited.status, 429);
+    assert!(
+        limited
+            .header("retry-after")
+            .is_some_and(|v| v.parse::<u64>().is_ok()),
+        "{limited:?}"
+    );
+    // Another client publishes at once; the listener got the burst and it.
+    assert_eq!(publish("198.51.100.1", "other client").status, 303);
+    let got: Vec<String> = listener
+        .collect(4, Duration::from_secs(5))
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, ["flood0", "flood1", "flood2", "other client"]);
+    let metrics = node.get("/metrics").text();
+    assert!(
+        metrics.contains("watercooler_publishes_limited_total 8\n"),
+        "{metrics}"
+    );
+    // After a second the flooding client may publish again.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(publish("203.0.113.9", "later").status, 303);
+}

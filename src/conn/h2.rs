@@ -204,6 +204,7 @@ impl<S: Stream> H2Conn<S> {
         };
         req.host = authority.or(req.host);
         req.secure = self.is_tls();
+        req.client = Some(self.peer.ip());
         for (name, value) in headers {
             if name == "host" && req.host.is_none() {
                 req.host = Some(value.clone());

@@ -58,6 +58,10 @@ pub struct Request {
     pub accept: Option<String>,
     /// It came over TLS (the connection says so, not the client).
     pub secure: bool,
+    /// The connection's peer address (the connection says so).
+    pub client: Option<std::net::IpAddr>,
+    /// Repeated fields are joined with ", ".
+    pub forwarded_for: Option<String>,
 }
 
 /// A header field the service reads came twice where once is the rule, or
@@ -91,6 +95,8 @@ impl Request {
             content_type: None,
             accept: None,
             secure: false,
+            client: None,
+            forwarded_for: None,
         })
     }
 
@@ -109,6 +115,8 @@ impl Request {
             join(&mut self.if_none_match, value)
         } else if is("accept") {
             join(&mut self.accept, value)
+        } else if is("x-forwarded-for") {
+            join(&mut self.forwarded_for, value)
         } else {
             Ok(())
         }

@@ -134,6 +134,9 @@ impl Server {
                 idle_micros: ROOM_IDLE.as_micros() as u64,
             },
             backlog: opts.backlog,
+            publish_rate: opts.publish_rate,
+            publish_burst: opts.publish_burst,
+            trust_proxy: opts.trust_proxy,
             hsts: opts.cert.is_some(),
         };
         let mut timers = Timers::default();

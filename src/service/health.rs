@@ -160,6 +160,11 @@ pub fn metrics(s: &Snapshot) -> String {
         &[("", st.refused_full as f64)],
     );
     m.counter(
+        "watercooler_publishes_limited_total",
+        "Publishes refused 429: the client published faster than --publish-rate.",
+        &[("", st.publishes_limited as f64)],
+    );
+    m.counter(
         "watercooler_streams_opened_total",
         "SSE streams opened.",
         &[("", st.streams_opened as f64)],

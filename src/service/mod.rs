@@ -10,6 +10,7 @@
 
 pub mod assets;
 pub mod health;
+pub mod limit;
 pub mod listeners;
 pub mod presence;
 pub mod routes;
@@ -49,6 +50,11 @@ pub struct Config {
     pub rooms: room::Limits,
     /// Messages per room a new stream (no `Last-Event-ID`) gets first.
     pub backlog: usize,
+    /// Publishes per second per client, and at once (0: no limit).
+    pub publish_rate: u32,
+    pub publish_burst: u32,
+    /// A reverse proxy whose `X-Forwarded-For` names the client.
+    pub trust_proxy: Option<std::net::IpAddr>,
     /// Tell browsers to use HTTPS only (`Strict-Transport-Security` on the
     /// secure port): set when a real certificate is given (`--cert`).
     pub hsts: bool,
@@ -69,6 +75,9 @@ impl Config {
                 idle_micros: 600_000_000,
             },
             backlog: 0,
+            publish_rate: 0,
+            publish_burst: 20,
+            trust_proxy: None,
             hsts: false,
         }
     }
@@ -99,6 +108,7 @@ pub struct Service {
     pub phase: Phase,
     pub started: Instant,
     pub config: Config,
+    limiter: limit::Limiter,
     heartbeat: Rc<[u8]>,
     /// `event: backlog`, put before each message of a new stream's backlog.
     backlog_mark: Rc<[u8]>,
@@ -129,6 +139,7 @@ impl Service {
             },
             phase: Phase::Starting,
             started: now,
+            limiter: limit::Limiter::new(config.publish_rate, config.publish_burst),
             config,
             heartbeat: heartbeat.into(),
             backlog_mark: Rc::from(&b"event: backlog\n"[..]),
@@ -163,7 +174,18 @@ impl Service {
             Route::Page(room) => {
                 Response::new(200, "text/html; charset=utf-8", self.assets.page(&room))
             }
-            Route::Publish { room, text } => self.publish(&room, &text),
+            Route::Publish { room, text } => match self.client_of(req) {
+                Some(client) => match self.limiter.take(client, now) {
+                    Ok(()) => self.publish(&room, &text),
+                    Err(wait) => {
+                        self.stats.publishes_limited += 1;
+                        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                        Response::error(429, "too many messages from this address: wait a moment")
+                            .with_header("retry-after", secs.to_string())
+                    }
+                },
+                None => self.publish(&room, &text),
+            },
             Route::Messages(room) => {
                 Response::new(200, "application/json", self.messages_json(&room))
                     .with_header("cache-control", "no-store")
@@ -228,6 +250,18 @@ impl Service {
             resp = resp.with_header("strict-transport-security", "max-age=31536000");
         }
         resp
+    }
+
+    /// The client a publish is counted against: the connection's peer, or
+    /// the last address the trusted proxy added to `X-Forwarded-For`.
+    fn client_of(&self, req: &Request) -> Option<std::net::IpAddr> {
+        let peer = req.client?;
+        if Some(peer) != self.config.trust_proxy {
+            return Some(peer);
+        }
+        let forwarded = req.forwarded_for.as_deref().unwrap_or("");
+        let last = forwarded.rsplit(',').next().map(str::trim).unwrap_or("");
+        Some(last.parse().unwrap_or(peer))
     }
 
     fn publish(&mut self, room: &str, text: &str) -> Response {

@@ -7,6 +7,8 @@ pub struct Stats {
     pub published_local: u64,
     pub published_remote: u64,
     pub streams_opened: u64,
+    /// Publishes answered 429 (the client's rate).
+    pub publishes_limited: u64,
     pub evicted: u64,
     pub timeouts: u64,
     pub deliveries: u64,

@@ -17,6 +17,9 @@ fn service_with(max_rooms: usize) -> Service {
             idle_micros: 600_000_000,
         },
         backlog: 0,
+        publish_rate: 0,
+        publish_burst: 20,
+        trust_proxy: None,
         hsts: false,
     };
     let mut s = Service::new("n1", config, Instant::now());

@@ -50,9 +50,20 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node on 127.0.0.1 with both ports 0, plus `args`.
+    /// Starts a node on 127.0.0.1 with both ports 0 and no publish rate
+    /// limit (tests publish fast from one address; `args` may set one),
+    /// plus `args`.
     pub fn start(args: &[&str]) -> Node {
-        let mut full = vec!["--bind", "127.0.0.1", "--port", "0", "--secure-port", "0"];
+        let mut full = vec![
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--secure-port",
+            "0",
+            "--publish-rate",
+            "0",
+        ];
         full.extend_from_slice(args);
         let mut child = Command::new(BIN)
             .args(&full)

@@ -31,6 +31,7 @@ impl<S: Stream> Http1<S> {
         };
         let mut req = head.request.clone();
         req.secure = self.is_tls();
+        req.client = Some(self.peer.ip());
         match env.service.handle(&req, body, who, env.now) {
             Answer::Respond(resp) => {
                 if self.answer(head, resp, since, env) {
