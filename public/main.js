@@ -1,11 +1,20 @@
-// watercooler page script: publish without leaving the page, listen with SSE.
-// Text from the network is only ever set with textContent, never parsed as
-// HTML. No external resources: this file, main.css and favicon.svg are all.
+// watercooler page script: the page's state, presence, the rooms of the
+// cluster, publishing without leaving the page, and moving between rooms
+// without a reload (the URL says the room). rooms.js keeps the rooms
+// followed and draws the rooms panel, messages.js shows what each room
+// said, stream.js brings the events (one stream shared by all the tabs);
+// this file ties them together. Text from the network is only ever set
+// with textContent, never parsed as HTML. No external resources: the files
+// of public/ are all (templates/home.html loads them in that order).
 'use strict';
 
 (function () {
-  var MAX_ITEMS = 500;
+  var W = window.Watercooler;
+  if (!W || !W.Stream || !W.Follows || !W.Messages) return;
+
   var MISSED_SHOWN_MS = 15000;
+  // How stale the room list from GET /rooms may get while presence moves.
+  var ROOMS_REFRESH_MS = 15000;
 
   var form = document.getElementById('publish');
   var input = document.getElementById('message');
@@ -16,29 +25,69 @@
   var listenersEl = document.getElementById('listeners');
   var listenersLabel = document.getElementById('listeners-label');
   var errorEl = document.getElementById('error');
+  var roomTitle = document.getElementById('room-title');
+  var roomPresence = document.getElementById('room-presence');
+  var roomListeners = document.getElementById('room-listeners');
+  var leaveButton = document.getElementById('leave');
+  var nav = document.getElementById('rooms');
+  var discover = document.getElementById('discover');
+  var joinForm = document.getElementById('join');
+  var joinInput = document.getElementById('room-name');
+  var joinError = document.getElementById('join-error');
+  var roomEls = {
+    followed: document.getElementById('followed'),
+    others: document.getElementById('others'),
+    othersEmpty: document.getElementById('others-empty'),
+    othersMore: document.getElementById('others-more')
+  };
 
-  // Origin tag (8 hex digits) -> node name. Kept when a node leaves, so
-  // its old messages still say where they came from.
-  var tags = Object.create(null);
-  // Ids already shown: a replay after a reconnect never shows one twice.
-  var seen = new Set();
+  var node = document.body.dataset.node || '';
+  var current = W.roomFromPath(location.pathname) || document.body.dataset.room || W.LOBBY;
+  var messages = W.Messages(list, {
+    node: node,
+    // A message in a room not shown: its count and the title change.
+    onUnread: function () {
+      renderRooms();
+      updateTitle();
+    }
+  });
+  // Listeners per room across the cluster: from presence (the busiest 16)
+  // and from GET /rooms (also rooms with messages and no listener).
+  var presenceRooms = null;
+  var listedRooms = Object.create(null);
+  var roomsFetchedAt = 0;
   var missedUntil = 0;
-  var state = 'connecting';
+  var stream = null;
+  // The room of the URL while the node is asked whether it may be opened:
+  // not streamed until then.
+  var probing = '';
+  var streamInfo = { state: 'connecting', covered: [], refused: '', role: '' };
 
   var LABELS = {
     connecting: 'connecting…',
     live: 'live',
     reconnecting: 'reconnecting…',
-    disconnected: 'offline, retrying…'
+    disconnected: 'offline, retrying…',
+    unsupported: 'this browser cannot receive live messages'
   };
 
-  function setState(next) {
-    state = next;
-    document.body.dataset.state = next;
-    var label = LABELS[next] || next;
-    if (next === 'live' && Date.now() < missedUntil) label = 'live · some messages were missed';
+  // ---- state
+
+  function showState() {
+    var state = streamInfo.state;
+    var label = LABELS[state] || state;
+    if (state === 'live' && streamInfo.covered.indexOf(current) < 0) {
+      state = 'connecting';
+      label = 'joining #' + current + '…';
+    } else if (state === 'live' && Date.now() < missedUntil) {
+      label = 'live · some messages were missed';
+    }
+    if (state === 'unsupported') state = 'disconnected';
+    document.body.dataset.state = state;
+    document.body.dataset.stream = streamInfo.role;
     stateEl.textContent = label;
-    clusterEl.classList.toggle('stale', next !== 'live');
+    stateEl.parentNode.title = streamInfo.refused ? 'The node refused the stream ' + streamInfo.refused : '';
+    clusterEl.classList.toggle('stale', state !== 'live');
   }
 
   function showError(text) {
@@ -46,121 +95,79 @@
     input.setAttribute('aria-invalid', text ? 'true' : 'false');
   }
 
-  // ---- ids: "ROOM/TAG.SEQ-TAG.SEQ…", the first entry is the origin; SEQ
-  // is the publish time in microseconds since the epoch, in base 36.
-  function parseId(id) {
-    var text = String(id || '');
-    var slash = text.indexOf('/');
-    var first = text.slice(slash + 1).split('-')[0];
-    var dot = first.indexOf('.');
-    if (dot < 0) return null;
-    var tag = first.slice(0, dot);
-    var micros = parseInt(first.slice(dot + 1), 36);
-    if (!/^[0-9a-f]{8}$/.test(tag) || !isFinite(micros)) return null;
-    return { tag: tag, date: new Date(micros / 1000) };
+  function showJoinError(text) {
+    joinError.textContent = text;
+    joinInput.setAttribute('aria-invalid', text ? 'true' : 'false');
+    if (text) discover.open = true;
   }
 
-  function hueOf(tag) {
-    return parseInt(tag, 16) % 360;
+  // ---- presence and the rooms of the cluster
+
+  function listenersOf(room) {
+    if (presenceRooms && room in presenceRooms) return presenceRooms[room];
+    // Presence names the busiest 16 rooms that have listeners.
+    if (presenceRooms && Object.keys(presenceRooms).length < 16) return 0;
+    return room in listedRooms ? listedRooms[room].listeners : null;
   }
 
-  function sameDay(a, b) {
-    return a.getFullYear() === b.getFullYear() && a.getMonth() === b.getMonth() &&
-      a.getDate() === b.getDate();
+  function followedRooms() {
+    var list = follows.list();
+    if (list.indexOf(current) < 0) list.push(current);
+    return list;
   }
 
-  function timeElement(date) {
-    var t = document.createElement('time');
-    t.dateTime = date.toISOString();
-    t.title = date.toLocaleString();
-    var clock = date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
-    t.textContent = sameDay(date, new Date())
-      ? clock
-      : date.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + clock;
-    return t;
+  function renderRooms() {
+    var followed = followedRooms();
+    var names = Object.keys(listedRooms);
+    if (presenceRooms) names = names.concat(Object.keys(presenceRooms));
+    var others = [];
+    names.forEach(function (name) {
+      if (followed.indexOf(name) >= 0 || !W.validRoom(name)) return;
+      if (others.some(function (o) { return o.name === name; })) return;
+      others.push({ name: name, listeners: listenersOf(name), messages: (listedRooms[name] || {}).messages || 0 });
+    });
+    others.sort(function (a, b) {
+      return (b.listeners || 0) - (a.listeners || 0) || b.messages - a.messages ||
+        (a.name < b.name ? -1 : 1);
+    });
+    W.renderRooms(roomEls, {
+      current: current,
+      followed: followed.map(function (name) {
+        return { name: name, listeners: listenersOf(name), unread: messages.unread(name) };
+      }),
+      others: others
+    });
+    var n = listenersOf(current);
+    roomPresence.hidden = n === null;
+    roomListeners.textContent = n === null ? '–' : String(n);
+    roomPresence.dataset.room = current;
   }
 
-  function originElement(tag) {
-    var o = document.createElement('span');
-    o.className = 'origin';
-    if (tag) {
-      o.dataset.tag = tag;
-      o.style.setProperty('--h', hueOf(tag));
-      o.textContent = tags[tag] || tag;
-      if (tags[tag] === document.body.dataset.node) o.classList.add('self');
-    } else {
-      o.textContent = 'unknown node';
-    }
-    return o;
-  }
-
-  // Newest first: put an item at the top, drop the oldest beyond the cap.
-  function prepend(li) {
-    list.insertBefore(li, list.firstChild);
-    while (list.children.length > MAX_ITEMS) {
-      var old = list.lastElementChild;
-      if (old.dataset.id) seen.delete(old.dataset.id);
-      list.removeChild(old);
-    }
-  }
-
-  function addMessage(text, id) {
-    if (id) {
-      if (seen.has(id)) return;
-      seen.add(id);
-    }
-    var parsed = parseId(id);
-    var li = document.createElement('li');
-    li.className = 'msg';
-    if (id) li.dataset.id = id;
-    var meta = document.createElement('div');
-    meta.className = 'meta';
-    meta.appendChild(originElement(parsed && parsed.tag));
-    meta.appendChild(timeElement(parsed ? parsed.date : new Date()));
-    var p = document.createElement('p');
-    p.className = 'text';
-    p.textContent = text;
-    li.appendChild(meta);
-    li.appendChild(p);
-    prepend(li);
-  }
-
-  function addNotice(text) {
-    var li = document.createElement('li');
-    li.className = 'notice';
-    var meta = document.createElement('div');
-    meta.className = 'meta';
-    meta.appendChild(timeElement(new Date()));
-    var p = document.createElement('p');
-    p.className = 'text';
-    p.textContent = text;
-    li.appendChild(meta);
-    li.appendChild(p);
-    prepend(li);
-  }
-
-  // Names learnt late fill in the messages that so far showed a bare tag.
-  function relabelOrigins() {
-    var spans = list.querySelectorAll('.origin[data-tag]');
-    for (var i = 0; i < spans.length; i++) {
-      var tag = spans[i].dataset.tag;
-      if (tags[tag] && spans[i].textContent !== tags[tag]) {
-        spans[i].textContent = tags[tag];
-        spans[i].classList.toggle('self', tags[tag] === document.body.dataset.node);
-      }
-    }
+  function refreshRooms() {
+    roomsFetchedAt = Date.now();
+    fetch('/rooms', { cache: 'no-store' }).then(function (res) {
+      return res.ok ? res.json() : null;
+    }).then(function (body) {
+      if (!body || !Array.isArray(body.rooms)) return;
+      listedRooms = Object.create(null);
+      body.rooms.forEach(function (r) {
+        if (r && typeof r.name === 'string' && W.validRoom(r.name)) {
+          listedRooms[r.name] = { listeners: Number(r.listeners) || 0, messages: Number(r.messages) || 0 };
+        }
+      });
+      renderRooms();
+    }, function () {});
   }
 
   function renderPresence(p) {
     var nodes = Array.isArray(p.nodes) ? p.nodes.map(String) : [];
     var self = typeof p.node === 'string' ? p.node : nodes[0];
-    var newTag = false;
     if (p.tags && typeof p.tags === 'object') {
-      Object.keys(p.tags).forEach(function (tag) {
-        if (tags[tag] !== String(p.tags[tag])) newTag = true;
-        tags[tag] = String(p.tags[tag]);
-      });
+      var learnt = Object.create(null);
+      Object.keys(p.tags).forEach(function (tag) { learnt[tag] = String(p.tags[tag]); });
+      messages.learn(learnt);
     }
+    var tags = messages.tags();
     var byName = Object.create(null);
     Object.keys(tags).forEach(function (tag) { byName[tags[tag]] = tag; });
 
@@ -168,7 +175,7 @@
     nodes.forEach(function (name) {
       var li = document.createElement('li');
       li.dataset.node = name;
-      if (byName[name]) li.style.setProperty('--h', hueOf(byName[name]));
+      if (byName[name]) li.style.setProperty('--h', W.hueOf(byName[name]));
       li.textContent = name;
       if (name === self) {
         li.className = 'self';
@@ -180,8 +187,177 @@
     listenersEl.textContent = listeners === null ? '–' : String(listeners);
     listenersLabel.textContent = 'listening on ' + nodes.length + (nodes.length === 1 ? ' node' : ' nodes');
     clusterEl.dataset.listeners = listeners === null ? '' : String(listeners);
-    if (newTag) relabelOrigins();
+
+    if (p.rooms && typeof p.rooms === 'object') {
+      presenceRooms = Object.create(null);
+      Object.keys(p.rooms).forEach(function (name) {
+        if (W.validRoom(name) && typeof p.rooms[name] === 'number') presenceRooms[name] = p.rooms[name];
+      });
+    }
+    if (Date.now() - roomsFetchedAt > ROOMS_REFRESH_MS) refreshRooms();
+    renderRooms();
   }
+
+  function onEvent(type, id, data) {
+    if (type === 'message' || type === 'backlog') {
+      messages.add(id, data, type === 'backlog');
+    } else if (type === 'presence') {
+      try {
+        renderPresence(JSON.parse(data));
+      } catch (e) {
+        // A malformed presence update is ignored; the next one will do.
+      }
+    } else if (type === 'missed') {
+      missedUntil = Date.now() + MISSED_SHOWN_MS;
+      var why = String(data || 'some messages were missed');
+      messages.notice(why.charAt(0).toUpperCase() + why.slice(1) + (/[.!]$/.test(why) ? '' : '.'));
+      showState();
+      setTimeout(showState, MISSED_SHOWN_MS + 50);
+    }
+  }
+
+  // ---- rooms: switching, joining, leaving
+
+  function updateTitle() {
+    var unread = messages.totalUnread();
+    document.title = (unread ? '(' + unread + ') ' : '') + '#' + current + ' · watercooler · ' + node;
+  }
+
+  // Shows `room` (followed already). `how`: 'push' a history entry,
+  // 'replace' it, or nothing (popstate: the URL is already there).
+  function showRoom(room, how) {
+    current = room;
+    var path = W.roomPath(room);
+    if (how === 'push' && location.pathname !== path) history.pushState({ room: room }, '', path);
+    if (how === 'replace') history.replaceState({ room: room }, '', path);
+    document.body.dataset.room = room;
+    form.setAttribute('action', W.publishPath(room));
+    roomTitle.textContent = '#' + room;
+    list.setAttribute('aria-label', 'Messages in #' + room + ', newest first');
+    input.placeholder = room === W.LOBBY ? 'Say something to the cluster' : 'Say something in #' + room;
+    leaveButton.hidden = room === W.LOBBY;
+    leaveButton.setAttribute('aria-label', 'Stop following #' + room);
+    showError('');
+    messages.show(room);
+    renderRooms();
+    updateTitle();
+    showState();
+    if (stream) stream.roomsChanged();
+  }
+
+  // Asks the node to open the room (a stream on it, closed at once): a
+  // node at its --max-rooms refuses, and then the room is not followed, so
+  // the shared stream is never refused for it.
+  function probe(room) {
+    var ctl = typeof AbortController === 'function' ? new AbortController() : null;
+    return fetch('/r/' + room + '/listen', { cache: 'no-store', signal: ctl ? ctl.signal : undefined })
+      .then(function (res) {
+        if (res.ok) {
+          if (ctl) ctl.abort();
+          return '';
+        }
+        return res.text().then(function (body) {
+          return (body.trim() || res.statusText) + ' (' + res.status + ')';
+        });
+      }, function () {
+        return 'the node cannot be reached';
+      });
+  }
+
+  // Follows `room` if it can be opened, then shows it.
+  function join(room, how) {
+    if (follows.has(room)) {
+      showRoom(room, how);
+      return Promise.resolve(true);
+    }
+    if (follows.full()) {
+      showJoinError('You follow ' + W.MAX_FOLLOWED + ' rooms, the most one stream carries: stop following one first.');
+      return Promise.resolve(false);
+    }
+    joinForm.setAttribute('aria-busy', 'true');
+    probing = room;
+    return probe(room).then(function (why) {
+      joinForm.removeAttribute('aria-busy');
+      probing = '';
+      if (why) {
+        showJoinError('Cannot open #' + room + ': ' + why);
+        return false;
+      }
+      showJoinError('');
+      follows.add(room);
+      messages.follow(room);
+      showRoom(room, how);
+      refreshRooms();
+      return true;
+    });
+  }
+
+  function leave(room) {
+    if (room === W.LOBBY) return;
+    follows.remove(room);
+    if (current === room) showRoom(W.LOBBY, 'push');
+    else renderRooms();
+    messages.unfollow(room);
+    updateTitle();
+    if (stream) stream.roomsChanged();
+  }
+
+  // Another tab joined or left a room: follow the same ones here.
+  function onFollowsChanged() {
+    var followed = followedRooms();
+    messages.rooms().forEach(function (r) {
+      if (followed.indexOf(r) < 0) messages.unfollow(r);
+    });
+    followed.forEach(messages.follow);
+    renderRooms();
+    updateTitle();
+    if (stream) stream.roomsChanged();
+  }
+
+  var follows = W.Follows(onFollowsChanged);
+
+  nav.addEventListener('click', function (event) {
+    var a = event.target.closest && event.target.closest('a[data-room]');
+    if (!a || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+    event.preventDefault();
+    join(a.dataset.room, 'push');
+  });
+
+  joinForm.addEventListener('submit', function (event) {
+    event.preventDefault();
+    var parsed = W.parseRoomName(joinInput.value);
+    if (parsed.error) {
+      showJoinError(parsed.error);
+      joinInput.focus();
+      return;
+    }
+    join(parsed.name, 'push').then(function (ok) {
+      if (ok) {
+        joinInput.value = '';
+        input.focus();
+      } else {
+        joinInput.focus();
+      }
+    });
+  });
+
+  joinInput.addEventListener('input', function () {
+    if (joinError.textContent) showJoinError('');
+  });
+
+  leaveButton.addEventListener('click', function () {
+    leave(current);
+    input.focus();
+  });
+
+  window.addEventListener('popstate', function () {
+    var room = W.roomFromPath(location.pathname) || W.LOBBY;
+    if (room !== current) {
+      join(room, '').then(function (ok) {
+        if (!ok) showRoom(W.LOBBY, 'replace');
+      });
+    }
+  });
 
   // ---- publishing: the form is intercepted so the page never reloads;
   // without JavaScript it still posts into the hidden iframe.
@@ -223,61 +399,48 @@
     if (errorEl.textContent) showError('');
   });
 
-  // ---- listening. The browser reconnects by itself and sends
-  // Last-Event-ID, so the node replays what was missed. Only if the stream
-  // is closed for good (an HTTP error) is a new one opened, with the last
-  // id in the query string.
-  if (!('EventSource' in window)) {
-    setState('disconnected');
-    stateEl.textContent = 'this browser cannot receive live messages';
-    return;
+  // ---- start: the room of the URL (followed once the node agrees), the
+  // rooms panel, the stream.
+  nav.hidden = false;
+  // The join form and the cluster's rooms: open beside the chat, folded
+  // above it on a phone.
+  var wide = window.matchMedia('(min-width: 721px)');
+  discover.open = wide.matches;
+  if (wide.addEventListener) {
+    wide.addEventListener('change', function () { discover.open = wide.matches; });
   }
-
-  var lastId = '';
-  var retryDelay = 1000;
-
-  function connect() {
-    var room = document.body.dataset.room || 'lobby';
-    var base = room === 'lobby' ? '/listen' : '/r/' + room + '/listen';
-    var url = lastId ? base + '?lastEventId=' + encodeURIComponent(lastId) : base;
-    var source = new EventSource(url);
-
-    source.addEventListener('open', function () {
-      retryDelay = 1000;
-      setState('live');
-    });
-
-    source.addEventListener('error', function () {
-      if (source.readyState === EventSource.CLOSED) {
-        setState('disconnected');
-        setTimeout(connect, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 30000);
-      } else {
-        setState('reconnecting');
-      }
-    });
-
-    source.addEventListener('message', function (event) {
-      if (event.lastEventId) lastId = event.lastEventId;
-      addMessage(event.data, event.lastEventId);
-    });
-
-    source.addEventListener('missed', function (event) {
-      missedUntil = Date.now() + MISSED_SHOWN_MS;
-      var why = String(event.data || 'some messages were missed');
-      addNotice(why.charAt(0).toUpperCase() + why.slice(1) + (/[.!]$/.test(why) ? '' : '.'));
-      setState(state);
-      setTimeout(function () { setState(state); }, MISSED_SHOWN_MS + 50);
-    });
-
-    source.addEventListener('presence', function (event) {
-      try {
-        renderPresence(JSON.parse(event.data));
-      } catch (e) {
-        // A malformed presence update is ignored; the next one will do.
-      }
-    });
+  follows.list().forEach(messages.follow);
+  var first = current;
+  current = W.LOBBY;
+  showRoom(W.LOBBY, first === W.LOBBY && location.pathname !== '/' ? 'replace' : '');
+  if (first !== W.LOBBY) {
+    if (follows.has(first)) {
+      showRoom(first, '');
+    } else {
+      // Shown at once; followed (and streamed) once the node agrees.
+      showRoom(first, '');
+      join(first, '').then(function (ok) {
+        if (ok) return;
+        messages.unfollow(first);
+        showRoom(W.LOBBY, 'replace');
+      });
+    }
   }
-
-  connect();
+  refreshRooms();
+  stream = W.Stream({
+    // The room shown first (never the one cut at the limit), even if
+    // another tab stopped following it meanwhile.
+    rooms: function () {
+      var rooms = follows.list().filter(function (r) { return r !== current; });
+      return current === probing ? rooms : [current].concat(rooms);
+    },
+    onEvent: onEvent,
+    onState: function (info) {
+      if (info.refused && info.refused !== streamInfo.refused) {
+        showError('Not receiving: the node refused the stream ' + info.refused);
+      }
+      streamInfo = info;
+      showState();
+    }
+  });
 })();

@@ -5,7 +5,12 @@
 //! Two nodes from one sys.conf, a browser window on each, and the tutorial's
 //! demo checked end to end: names, publishing with Enter, delivery across the
 //! cluster, escaping, long and non-ASCII text, reload, HTTPS, a frozen node
-//! leaving and coming back.
+//! leaving and coming back. Then rooms from the page across two nodes
+//! (joining, unread counts, no leaks between rooms, Back and Forward, a room
+//! past `--max-rooms`), and ten tabs of one browser sharing one SSE stream
+//! over plain http, with the hand-over when the tab holding it closes (and
+//! the fallback to a stream per tab without Web Locks). The scenarios run
+//! one at a time; the newer ones are bounded to 60 s each.
 //!
 //! Without `chromium` or `chromedriver` on the PATH the test prints why and
 //! passes, so plain `cargo test` works anywhere; `./test.sh` installs them
@@ -49,6 +54,7 @@ const ENTER: &str = "\u{E007}";
 #[test]
 fn two_windows_on_two_nodes() {
     let Some(tools) = find_tools() else { return };
+    let _one = scenario(None);
     let started = Instant::now();
     let cluster = Cluster::start(&[NODE1, NODE2]);
     let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
@@ -264,7 +270,554 @@ function topMessage() {
   return { text: text, origin: li.querySelector('.origin').textContent, id: li.dataset.id,
            count: count, skewMs: Date.parse(time.dateTime) - Date.now() };
 }
+function messagesShown() {
+  return Array.prototype.map.call(document.querySelectorAll('#messages li.msg .text'),
+    function (p) { return p.textContent; });
+}
+function timesShown(text) {
+  return messagesShown().filter(function (t) { return t === text; }).length;
+}
+function followedShown() {
+  return Array.prototype.map.call(document.querySelectorAll('#followed a[data-room]'),
+    function (a) { return a.dataset.room; });
+}
+function unreadShown(room) {
+  var a = document.querySelector('#followed a[data-room="' + room + '"]');
+  if (!a) return null;
+  var u = a.querySelector('.unread');
+  return u && !u.hidden ? Number(u.firstChild.textContent) : 0;
+}
+function roomListenersShown() {
+  var p = document.getElementById('room-presence');
+  var t = document.getElementById('room-listeners').textContent;
+  return p && !p.hidden && /^\d+$/.test(t) ? Number(t) : null;
+}
 "#;
+
+/// How long each of the scenarios below may take in all; every wait of
+/// theirs stops at it (see `wait_for`).
+const SCENARIO: Duration = Duration::from_secs(60);
+
+thread_local! {
+    /// When the running scenario's time is up, if it has a bound.
+    static SCENARIO_DEADLINE: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// One browser scenario at a time: each starts a Chromium and nodes, and on
+/// a small machine two at once make each other's waits flaky. Returns the
+/// guard, and starts the scenario's time budget.
+fn scenario(bound: Option<Duration>) -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    SCENARIO_DEADLINE.with(|d| d.set(bound.map(|b| Instant::now() + b)));
+    guard
+}
+
+/// Rooms from the page (issue 13): a room made on node1's page, written in
+/// from node2's page for it; node1 back in the lobby without a reload sees
+/// the room's unread count; a message never shows in another room; the
+/// room's listeners, the browser's Back and Forward, the rooms followed
+/// kept across a visit, and stopping following.
+#[test]
+fn rooms_across_nodes() {
+    let Some(tools) = find_tools() else { return };
+    let _one = scenario(Some(SCENARIO));
+    let started = Instant::now();
+    let cluster = Cluster::start(&[NODE1, NODE2]);
+    let (n1, n2) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let driver = Driver::start(&tools);
+    let w1 = driver.window("rooms-node1", 1280, 800);
+    let w2 = driver.window("rooms-node2", 390, 844);
+    let windows = [&w1, &w2];
+
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        w1.goto(&format!("http://{}/", n1.http_addr()));
+        w1.wait_live();
+        // Gone if the page ever reloads.
+        w1.exec("window.samePage = true", json!([]));
+
+        // A name outside the rule is refused, saying the rule.
+        w1.type_keys("#room-name", &format!("no_such room!{ENTER}"));
+        let err = w1.wait_for(
+            "an error for a bad room name",
+            SHORT,
+            "return document.getElementById('join-error').textContent",
+            json!([]),
+        );
+        assert!(err.as_str().unwrap().contains("a–z, 0–9 and -"), "{err}");
+        assert_eq!(w1.exec("return location.pathname", json!([])), json!("/"));
+
+        // Create "team-x" from the page ("#Team-X" as typed).
+        w1.exec("document.getElementById('room-name').value = ''", json!([]));
+        w1.type_keys("#room-name", &format!("#Team-X{ENTER}"));
+        let room = w1.wait_for(
+            "the page of #team-x, live",
+            SHORT,
+            "return location.pathname === '/r/team-x' && document.body.dataset.state === 'live' &&
+                    {title: document.title, action: document.getElementById('publish').getAttribute('action'),
+                     followed: followedShown(), samePage: window.samePage === true,
+                     heading: document.getElementById('room-title').textContent}",
+            json!([]),
+        );
+        assert_eq!(room["samePage"], json!(true), "joining reloaded the page");
+        assert_eq!(room["action"], json!("/r/team-x/publish"), "{room}");
+        assert_eq!(room["heading"], json!("#team-x"), "{room}");
+        assert!(
+            room["title"].as_str().unwrap().starts_with("#team-x"),
+            "{room}"
+        );
+        assert_eq!(room["followed"], json!(["lobby", "team-x"]), "{room}");
+        w1.publish("first words in team-x");
+        expect_top(&[&w1], "first words in team-x", NODE1);
+
+        // node2's page for the room shows what was said, and writes in it.
+        w2.goto(&format!("http://{}/r/team-x", n2.http_addr()));
+        w2.wait_live();
+        expect_top(&[&w2], "first words in team-x", NODE1);
+
+        // node1 back to the lobby by its link: no reload, the URL says so,
+        // and the room's messages are not in the lobby.
+        w1.click("#followed a[data-room='lobby']");
+        w1.wait_for(
+            "the lobby again, same page",
+            SHORT,
+            "return location.pathname === '/' && document.body.dataset.room === 'lobby' &&
+                    document.getElementById('publish').getAttribute('action') === '/publish' &&
+                    document.title.indexOf('#lobby') >= 0 && window.samePage === true",
+            json!([]),
+        );
+        w1.wait_live();
+        assert_eq!(
+            w1.exec("return timesShown('first words in team-x')", json!([])),
+            json!(0),
+            "a message of #team-x shows in the lobby"
+        );
+
+        w2.publish("news from node2 in team-x");
+        expect_top(&[&w2], "news from node2 in team-x", NODE2);
+        w1.wait_for(
+            "1 unread in #team-x",
+            SHORT,
+            "return unreadShown('team-x') === 1",
+            json!([]),
+        );
+        w1.publish("lobby only");
+        expect_top(&[&w1], "lobby only", NODE1);
+        // node2's page follows the lobby too: an unread count there, and
+        // the lobby's message not in #team-x.
+        w2.wait_for(
+            "1 unread in the lobby on node2's page",
+            SHORT,
+            "return unreadShown('lobby') === 1",
+            json!([]),
+        );
+        let shown = w1.exec("return messagesShown()", json!([]));
+        assert!(
+            !shown.to_string().contains("team-x"),
+            "node1's lobby shows {shown}"
+        );
+        let shown = w2.exec("return messagesShown()", json!([]));
+        assert_eq!(
+            shown,
+            json!(["news from node2 in team-x", "first words in team-x"]),
+            "node2's #team-x"
+        );
+        assert_eq!(
+            w1.exec("return unreadShown('team-x')", json!([])),
+            json!(1),
+            "a lobby message counted in #team-x"
+        );
+
+        // Presence per room: both pages' streams follow #team-x.
+        w2.wait_for(
+            "2 listening in #team-x",
+            MEMBERSHIP,
+            "return roomListenersShown() === 2",
+            json!([]),
+        );
+
+        // Back in #team-x: its two messages, nothing else, count cleared.
+        w1.click("#followed a[data-room='team-x']");
+        w1.wait_for(
+            "#team-x with its two messages",
+            SHORT,
+            "return location.pathname === '/r/team-x' && unreadShown('team-x') === 0 &&
+                    messagesShown().join('|') === arguments[0]",
+            json!(["news from node2 in team-x|first words in team-x"]),
+        );
+        expect_top(&[&w1], "news from node2 in team-x", NODE2);
+
+        // The browser's Back and Forward move between rooms too.
+        w1.cmd("POST", "/back", json!({}));
+        w1.wait_for(
+            "the lobby after Back",
+            SHORT,
+            "return location.pathname === '/' && document.body.dataset.room === 'lobby' &&
+                    timesShown('lobby only') === 1 && window.samePage === true",
+            json!([]),
+        );
+        w1.cmd("POST", "/forward", json!({}));
+        w1.wait_for(
+            "#team-x after Forward",
+            SHORT,
+            "return location.pathname === '/r/team-x' && timesShown('news from node2 in team-x') === 1",
+            json!([]),
+        );
+
+        // A new visit keeps the rooms followed; its room's messages come
+        // back (recent messages), each once.
+        w1.goto(&format!("http://{}/", n1.http_addr()));
+        w1.wait_live();
+        let followed = w1.exec("return followedShown()", json!([]));
+        assert_eq!(followed, json!(["lobby", "team-x"]), "after a new visit");
+        w1.click("#followed a[data-room='team-x']");
+        w1.wait_for(
+            "#team-x's messages after a new visit",
+            SHORT,
+            "return messagesShown().join('|') === arguments[0]",
+            json!(["news from node2 in team-x|first words in team-x"]),
+        );
+
+        // Stop following: back to the lobby, the room under "On the
+        // cluster" (node2's page still listens there).
+        w1.click("#leave");
+        w1.wait_for(
+            "#team-x no longer followed, listed on the cluster",
+            MEMBERSHIP,
+            "return location.pathname === '/' && followedShown().join(',') === 'lobby' &&
+                    !!document.querySelector('#others a[data-room=\"team-x\"]')",
+            json!([]),
+        );
+        w2.publish("said after node1 left");
+        expect_top(&[&w2], "said after node1 left", NODE2);
+        thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            w1.exec("return timesShown('said after node1 left')", json!([])),
+            json!(0),
+            "a room no longer followed still shows"
+        );
+        // Joined again from the cluster's list: what was said meanwhile too.
+        w1.click("#others a[data-room='team-x']");
+        w1.wait_for(
+            "#team-x joined again, with what was said meanwhile",
+            SHORT,
+            "return location.pathname === '/r/team-x' && followedShown().join(',') === 'lobby,team-x' &&
+                    timesShown('said after node1 left') === 1 && document.body.dataset.state === 'live'",
+            json!([]),
+        );
+    }));
+    if let Err(e) = outcome {
+        for w in windows {
+            w.save_failure_screenshot();
+        }
+        for n in &cluster.nodes {
+            eprintln!("--- {} stderr ---\n{}", n.http_addr(), n.stderr_tail());
+        }
+        panic::resume_unwind(e);
+    }
+    eprintln!("rooms scenario took {:?}", started.elapsed());
+}
+
+/// Ten tabs of one browser on plain http (issue 12): browsers keep six
+/// HTTP/1.1 connections per host, so ten streams would starve the tabs.
+/// The page shares one: all ten load, receive and publish while the node
+/// sees one SSE stream; when the tab holding it closes, another takes over
+/// and a message published right then reaches every other tab once.
+#[test]
+fn ten_tabs_share_one_stream() {
+    let Some(tools) = find_tools() else { return };
+    let _one = scenario(Some(SCENARIO));
+    let started = Instant::now();
+    let node = Node::start(&["--name", NODE1]);
+    let driver = Driver::start(&tools);
+    let w = driver.window("tabs", 1024, 700);
+    let url = format!("http://127.0.0.1:{}/", node.http_addr().port());
+
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        // A tab starved of connections never finishes loading.
+        w.cmd("POST", "/timeouts", json!({"pageLoad": 10_000}));
+        let load = |i: usize| {
+            if let Err(e) = w.try_cmd("POST", "/url", Some(json!({ "url": url }))) {
+                panic!(
+                    "tab {i} did not load: {e}\n(a browser keeps six HTTP/1.1 connections \
+                     per host: do the tabs share one stream?)"
+                );
+            }
+        };
+        load(0);
+        let mut tabs = vec![w.handle()];
+        for i in 1..10 {
+            let tab = w.new_tab();
+            w.switch_to(&tab);
+            load(i);
+            tabs.push(tab);
+        }
+        for (i, tab) in tabs.iter().enumerate() {
+            w.switch_to(tab);
+            w.wait_for(
+                &format!("tab {i} live"),
+                SHORT,
+                "return document.body.dataset.state === 'live'",
+                json!([]),
+            );
+        }
+        wait_sse_streams(&node, 1, "ten tabs open");
+        assert_eq!(holders(&w, &tabs).len(), 1, "one tab holds the stream");
+
+        for (i, tab) in tabs.iter().enumerate() {
+            w.switch_to(tab);
+            w.publish(&format!("from tab {i}"));
+        }
+        let all: Vec<String> = (0..tabs.len()).map(|i| format!("from tab {i}")).collect();
+        for (i, tab) in tabs.iter().enumerate() {
+            w.switch_to(tab);
+            w.wait_for(
+                &format!("the ten messages, each once, in tab {i}"),
+                SHORT,
+                "return arguments[0].every(function (t) { return timesShown(t) === 1; })",
+                json!([all]),
+            );
+        }
+        assert_eq!(sse_streams(&node), 1, "one stream after ten publishes");
+
+        // Close the tab that holds the stream; publish at once.
+        let holder = holders(&w, &tabs)[0];
+        let streams_before = node.log_count("GET /listen?");
+        w.switch_to(&tabs[holder]);
+        w.close_tab();
+        let rest: Vec<String> = tabs
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != holder)
+            .map(|(_, t)| t.clone())
+            .collect();
+        node.publish_ok("right after the hand-over");
+        node.publish_ok("right after the hand-over, again");
+        for (i, tab) in rest.iter().enumerate() {
+            w.switch_to(tab);
+            w.wait_for(
+                &format!("the message after the hand-over in remaining tab {i}"),
+                SHORT,
+                "return timesShown('right after the hand-over') === 1 &&
+                        timesShown('right after the hand-over, again') === 1 &&
+                        document.body.dataset.state === 'live'",
+                json!([]),
+            );
+        }
+        wait_sse_streams(&node, 1, "after the hand-over");
+        assert_eq!(holders(&w, &rest).len(), 1, "one tab took over");
+        // It resumed from the last id seen, not from nothing.
+        let reopened: Vec<String> = node
+            .log_lines()
+            .into_iter()
+            .filter(|l| l.contains("GET /listen?"))
+            .skip(streams_before)
+            .collect();
+        assert!(
+            !reopened.is_empty() && reopened.iter().all(|l| l.contains("lastEventId=lobby%2F")),
+            "the new holder's stream: {reopened:?}"
+        );
+        // The new holder resumed from the last id: nothing shown twice.
+        w.switch_to(&rest[rest.len() - 1]);
+        w.publish("after the hand-over, from a tab");
+        for (i, tab) in rest.iter().enumerate() {
+            w.switch_to(tab);
+            w.wait_for(
+                &format!("every message once in remaining tab {i}"),
+                SHORT,
+                "var texts = messagesShown();
+                 return timesShown('after the hand-over, from a tab') === 1 &&
+                        texts.length === new Set(texts).size",
+                json!([]),
+            );
+        }
+
+        // A tab joins a room: every tab follows it (the rooms followed are
+        // the person's), the one stream now carries it too, and the others
+        // count what is said there as unread.
+        w.switch_to(&rest[0]);
+        w.type_keys("#room-name", &format!("side{ENTER}"));
+        w.wait_for(
+            "#side joined, live",
+            SHORT,
+            "return location.pathname === '/r/side' && document.body.dataset.state === 'live'",
+            json!([]),
+        );
+        wait_sse_streams(&node, 1, "after a tab joined a room");
+        let r = common::post_form(
+            node.http_addr(),
+            "/r/side/publish",
+            &common::form_message("said in #side"),
+            &[],
+        );
+        assert_eq!(r.status, 303, "{r:?}");
+        expect_top(&[&w], "said in #side", NODE1);
+        for (i, tab) in rest.iter().enumerate().skip(1) {
+            w.switch_to(tab);
+            w.wait_for(
+                &format!("1 unread in #side, none shown, in remaining tab {i}"),
+                SHORT,
+                "return unreadShown('side') === 1 && timesShown('said in #side') === 0",
+                json!([]),
+            );
+        }
+    }));
+    if let Err(e) = outcome {
+        w.save_failure_screenshot();
+        eprintln!("--- node stderr ---\n{}", node.stderr_tail());
+        panic::resume_unwind(e);
+    }
+    eprintln!("ten tabs scenario took {:?}", started.elapsed());
+}
+
+/// Without Web Locks (an old browser, or a plain-http page on a name that is
+/// not a secure context) each tab keeps a stream of its own, as before
+/// sharing: here the page is made to see no `navigator.locks`.
+#[test]
+fn tabs_without_web_locks_stream_each() {
+    let Some(tools) = find_tools() else { return };
+    let _one = scenario(Some(SCENARIO));
+    let node = Node::start(&["--name", NODE1]);
+    let driver = Driver::start(&tools);
+    let w = driver.window("no-locks", 1024, 700);
+    let url = format!("http://127.0.0.1:{}/", node.http_addr().port());
+    let hide = "Object.defineProperty(Navigator.prototype, 'locks', \
+                {get: function () { return undefined; }});";
+
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        let tabs = [w.handle(), w.new_tab(), w.new_tab()];
+        for (i, tab) in tabs.iter().enumerate() {
+            w.switch_to(tab);
+            w.cdp(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({ "source": hide }),
+            );
+            w.goto(&url);
+            w.wait_live();
+            let role = w.exec(
+                "return [typeof navigator.locks, document.body.dataset.stream]",
+                json!([]),
+            );
+            assert_eq!(role, json!(["undefined", "own"]), "tab {i}");
+        }
+        wait_sse_streams(&node, 3, "three tabs without Web Locks");
+        w.switch_to(&tabs[1]);
+        w.publish("each tab its own stream");
+        for (i, tab) in tabs.iter().enumerate() {
+            w.switch_to(tab);
+            w.wait_for(
+                &format!("the message once in tab {i}"),
+                SHORT,
+                "return timesShown('each tab its own stream') === 1",
+                json!([]),
+            );
+        }
+    }));
+    if let Err(e) = outcome {
+        w.save_failure_screenshot();
+        eprintln!("--- node stderr ---\n{}", node.stderr_tail());
+        panic::resume_unwind(e);
+    }
+}
+
+/// A node at its `--max-rooms` refuses a new room (503): the page says
+/// why, stays in its room and keeps receiving; a URL naming such a room
+/// lands in the lobby, saying why.
+#[test]
+fn a_room_past_max_rooms_is_refused_clearly() {
+    let Some(tools) = find_tools() else { return };
+    let _one = scenario(Some(SCENARIO));
+    let node = Node::start(&["--name", NODE1, "--max-rooms", "2"]);
+    let driver = Driver::start(&tools);
+    let w = driver.window("max-rooms", 1024, 700);
+    let base = format!("http://{}", node.http_addr());
+
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        w.goto(&format!("{base}/"));
+        w.wait_live();
+        w.type_keys("#room-name", &format!("first{ENTER}"));
+        w.wait_for(
+            "#first, live",
+            SHORT,
+            "return location.pathname === '/r/first' && document.body.dataset.state === 'live'",
+            json!([]),
+        );
+        w.type_keys("#room-name", &format!("second{ENTER}"));
+        let err = w.wait_for(
+            "an error for a room past --max-rooms",
+            SHORT,
+            "return document.getElementById('join-error').textContent",
+            json!([]),
+        );
+        assert!(
+            err.as_str().unwrap().contains("too many rooms") && err.to_string().contains("503"),
+            "{err}"
+        );
+        let state = w.exec(
+            "return [location.pathname, followedShown(), document.body.dataset.state]",
+            json!([]),
+        );
+        assert_eq!(state, json!(["/r/first", ["lobby", "first"], "live"]));
+        w.publish("still in #first");
+        expect_top(&[&w], "still in #first", NODE1);
+
+        w.goto(&format!("{base}/r/third"));
+        w.wait_for(
+            "the lobby, saying why #third is not open",
+            SHORT,
+            "return location.pathname === '/' && document.body.dataset.state === 'live' &&
+                    document.getElementById('join-error').textContent.indexOf('too many rooms') >= 0",
+            json!([]),
+        );
+        assert_eq!(
+            w.exec("return followedShown()", json!([])),
+            json!(["lobby", "first"])
+        );
+    }));
+    if let Err(e) = outcome {
+        w.save_failure_screenshot();
+        eprintln!("--- node stderr ---\n{}", node.stderr_tail());
+        panic::resume_unwind(e);
+    }
+}
+
+/// The tabs (by index) whose page holds the shared stream.
+fn holders(w: &Window, tabs: &[String]) -> Vec<usize> {
+    let mut found = Vec::new();
+    for (i, tab) in tabs.iter().enumerate() {
+        w.switch_to(tab);
+        let role = w.exec("return document.body.dataset.stream", json!([]));
+        if role == json!("holder") || role == json!("own") {
+            found.push(i);
+        }
+    }
+    found
+}
+
+/// The node's open SSE streams (`watercooler_listeners` in /metrics).
+fn sse_streams(node: &Node) -> u64 {
+    let metrics = node.get("/metrics").text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("watercooler_listeners "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no watercooler_listeners in /metrics:\n{metrics}"))
+}
+
+fn wait_sse_streams(node: &Node, want: u64, when: &str) {
+    let deadline = Instant::now() + SHORT;
+    loop {
+        let n = sse_streams(node);
+        if n == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{when}: the node sees {n} SSE streams, not {want}, within {SHORT:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Screenshots for the README (run on demand)
@@ -274,27 +827,61 @@ function topMessage() {
 #[ignore = "writes docs/*.png; run with --ignored to refresh them"]
 fn screenshots() {
     let Some(tools) = find_tools() else { return };
+    let _one = scenario(None);
     let names = ["node1@127.0.0.1", "node2@127.0.0.1", "node3@127.0.0.1"];
     let cluster = Cluster::start(&names);
     let n1 = &cluster.nodes[0];
-    // A few more listeners, as on a real day.
-    let _others: Vec<_> = (0..4).map(|i| cluster.nodes[i % 3].listen(&[])).collect();
-    let driver = Driver::start(&tools);
-    let w = driver.window("docs", 1280, 800);
-    w.goto(&format!("http://{}/", n1.http_addr()));
-    w.wait_live();
-    w.wait_for(
-        "three nodes",
-        MEMBERSHIP,
-        "return nodesShown().length === 3 && listenersShown() === 5",
-        json!([]),
-    );
-    let said: [(usize, &str); 6] = [
+    // A few more listeners in a few rooms, as on a real day.
+    let _others: Vec<_> = [
+        "/listen",
+        "/listen?room=lobby&room=general",
+        "/r/general/listen",
+        "/r/design/listen",
+        "/listen?room=lobby&room=release-42",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, path)| cluster.nodes[i % 3].listen_path(path, &[]))
+    .collect();
+    let in_room = |node: usize, room: &str, text: &str| {
+        let path = format!("/r/{room}/publish");
+        let r = common::post_form(
+            cluster.nodes[node].http_addr(),
+            &path,
+            &common::form_message(text),
+            &[],
+        );
+        assert_eq!(r.status, 303, "{path}: {r:?}");
+    };
+    let said_before: [(usize, &str); 2] = [
         (
             1,
             "Morning! Is the coffee machine on the 3rd floor fixed yet?",
         ),
         (0, "Yes, since yesterday ☕ — the descaling did it."),
+    ];
+    for (i, text) in said_before {
+        cluster.nodes[i].publish_ok(text);
+        thread::sleep(Duration::from_millis(150));
+    }
+    in_room(2, "general", "The all-hands moved to Thursday.");
+    let driver = Driver::start(&tools);
+    let w = driver.window("docs", 1280, 800);
+    // This person follows two rooms besides the lobby.
+    w.goto(&format!("http://{}/404", n1.http_addr()));
+    w.exec(
+        "localStorage.setItem('watercooler.rooms', JSON.stringify(['lobby', 'general', 'random']))",
+        json!([]),
+    );
+    w.goto(&format!("http://{}/", n1.http_addr()));
+    w.wait_live();
+    w.wait_for(
+        "three nodes",
+        MEMBERSHIP,
+        "return nodesShown().length === 3 && listenersShown() === 6 && roomListenersShown() === 4",
+        json!([]),
+    );
+    let said: [(usize, &str); 4] = [
         (
             2,
             "Reminder: demo of the multi-node setup at 14:00, room Ålesund.",
@@ -313,10 +900,18 @@ fn screenshots() {
         cluster.nodes[i].publish_ok(text);
         thread::sleep(Duration::from_millis(150));
     }
+    in_room(
+        1,
+        "general",
+        "Slides for Thursday are in the shared folder.",
+    );
+    in_room(0, "general", "Thanks! I'll add the benchmark table.");
     w.wait_for(
-        "six messages",
+        "six messages, two unread in #general, the rooms of the cluster",
         SHORT,
-        "return document.querySelectorAll('#messages li.msg').length === 6",
+        "return document.querySelectorAll('#messages li.msg').length === 6 &&
+                unreadShown('general') === 2 &&
+                document.querySelectorAll('#others a[data-room]').length === 2",
         json!([]),
     );
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
@@ -335,7 +930,10 @@ fn screenshots() {
                 "Emulation.setDeviceMetricsOverride",
                 json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
             );
-            w.exec("document.getElementById('message').blur()", json!([]));
+            w.exec(
+                "document.getElementById('message').blur(); window.scrollTo(0, 0)",
+                json!([]),
+            );
             thread::sleep(Duration::from_millis(400));
             let suffix = if dark { "-dark" } else { "" };
             let path = docs.join(format!("{size}{suffix}.png"));
@@ -343,8 +941,51 @@ fn screenshots() {
             eprintln!("wrote {}", path.display());
         }
     }
-    // Not for the README: the refused-message and reconnecting states, to
-    // look at when changing the page.
+    // Not for the README, to look at when changing the page: a room with
+    // its messages (desktop, light), a refused room name (phone, dark),
+    // the refused-message and reconnecting states (phone, dark).
+    let states = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    w.cdp(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "light"}]}),
+    );
+    w.cdp(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
+    );
+    w.click("#followed a[data-room='general']");
+    w.wait_for(
+        "#general's three messages",
+        SHORT,
+        "return messagesShown().length === 3",
+        json!([]),
+    );
+    thread::sleep(Duration::from_millis(400));
+    let path = states.join("page-room-desktop.png");
+    w.screenshot(&path).unwrap();
+    eprintln!("wrote {}", path.display());
+    w.cdp(
+        "Emulation.setEmulatedMedia",
+        json!({"features": [{"name": "prefers-color-scheme", "value": "dark"}]}),
+    );
+    w.cdp(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+    );
+    // After the page folded it for the phone's width.
+    thread::sleep(Duration::from_millis(300));
+    w.exec("document.getElementById('discover').open = true", json!([]));
+    w.type_keys("#room-name", &format!("Not a room!{ENTER}"));
+    w.wait_for(
+        "a refused room name",
+        SHORT,
+        "return document.getElementById('join-error').textContent",
+        json!([]),
+    );
+    let path = states.join("page-join-phone-dark.png");
+    w.screenshot(&path).unwrap();
+    eprintln!("wrote {}", path.display());
+    w.click("#followed a[data-room='lobby']");
     w.press_enter_with("   ");
     signal(n1.pid(), libc::SIGKILL);
     w.wait_for(
@@ -353,7 +994,7 @@ fn screenshots() {
         "return document.body.dataset.state === 'reconnecting'",
         json!([]),
     );
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("page-states-phone-dark.png");
+    let path = states.join("page-states-phone-dark.png");
     w.screenshot(&path).unwrap();
     eprintln!("wrote {}", path.display());
 }
@@ -704,7 +1345,11 @@ impl Window<'_> {
     /// Polls `script` until it returns something truthy, which is returned;
     /// panics after `timeout` with the last value.
     fn wait_for(&self, what: &str, timeout: Duration, script: &str, args: Value) -> Value {
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
+        let scenario_end = SCENARIO_DEADLINE.with(|d| d.get());
+        if let Some(end) = scenario_end.filter(|&end| end < deadline) {
+            deadline = end;
+        }
         loop {
             let v = self.exec(script, args.clone());
             let truthy = match &v {
@@ -723,8 +1368,13 @@ impl Window<'_> {
                              error: document.getElementById('error').textContent}",
                     json!([]),
                 );
+                let why = if scenario_end == Some(deadline) {
+                    format!("before the scenario's {SCENARIO:?} ran out")
+                } else {
+                    format!("within {timeout:?}")
+                };
                 panic!(
-                    "{}: no {what} within {timeout:?} (last: {v}); page shows {seen}",
+                    "{}: no {what} {why} (last: {v}); page shows {seen}",
                     self.name
                 );
             }
@@ -790,6 +1440,38 @@ impl Window<'_> {
             json!([text]),
         );
         self.type_keys("#message", ENTER);
+    }
+
+    fn click(&self, css: &str) {
+        let el = self.element(css);
+        self.cmd("POST", &format!("/element/{el}/click"), json!({}));
+    }
+
+    /// The handle of the current tab.
+    fn handle(&self) -> String {
+        let v = self.cmd("GET", "/window", json!(null));
+        v.as_str()
+            .unwrap_or_else(|| panic!("{}: no window handle in {v}", self.name))
+            .to_string()
+    }
+
+    /// Opens a tab of the same browser (same profile, same origin's
+    /// storage, locks and channels); returns its handle.
+    fn new_tab(&self) -> String {
+        let v = self.cmd("POST", "/window/new", json!({"type": "tab"}));
+        v["handle"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no handle in {v}", self.name))
+            .to_string()
+    }
+
+    fn switch_to(&self, handle: &str) {
+        self.cmd("POST", "/window", json!({ "handle": handle }));
+    }
+
+    /// Closes the current tab (its page unloads, its locks are released).
+    fn close_tab(&self) {
+        self.cmd("DELETE", "/window", json!(null));
     }
 
     /// A Chrome DevTools command through chromedriver.
