@@ -1535,3 +1535,72 @@ fn base64_decode(s: &str) -> Result<Vec<u8>, String> {
     }
     Ok(out)
 }
+
+/// Issue 12: over https the browser speaks HTTP/2, so ten tabs (their
+/// pages, files, publishes and the stream) travel on ONE TCP connection.
+#[test]
+fn ten_tabs_on_https_use_one_connection() {
+    let Some(tools) = find_tools() else { return };
+    let _one = scenario(Some(SCENARIO));
+    let node = Node::start(&["--name", NODE1]);
+    let driver = Driver::start(&tools);
+    let w = driver.window("https-tabs", 1024, 700);
+    let url = format!("https://127.0.0.1:{}/", node.https_addr().port());
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+        w.cmd("POST", "/timeouts", json!({"pageLoad": 10_000}));
+        let mut tabs = Vec::new();
+        for i in 0..10 {
+            if i > 0 {
+                let tab = w.new_tab();
+                w.switch_to(&tab);
+            }
+            if let Err(e) = w.try_cmd("POST", "/url", Some(json!({ "url": url }))) {
+                panic!("https tab {i} did not load: {e}");
+            }
+            tabs.push(w.handle());
+        }
+        for (i, tab) in tabs.iter().enumerate() {
+            w.switch_to(tab);
+            w.wait_for(
+                &format!("https tab {i} live"),
+                SHORT,
+                "return document.body.dataset.state === 'live'",
+                json!([]),
+            );
+        }
+        w.switch_to(&tabs[3]);
+        w.publish("from an https tab");
+        for (i, tab) in tabs.iter().enumerate() {
+            w.switch_to(tab);
+            w.wait_for(
+                &format!("the message in https tab {i}"),
+                SHORT,
+                "return timesShown('from an https tab') === 1",
+                json!([]),
+            );
+        }
+        let metrics = node.get("/metrics").text();
+        let value = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+        };
+        assert_eq!(
+            value("watercooler_connections{kind=\"https\"} "),
+            1,
+            "one TCP connection from the browser"
+        );
+        assert_eq!(
+            value("watercooler_connections_by_protocol{protocol=\"h2\"} "),
+            1,
+            "and it speaks HTTP/2"
+        );
+    }));
+    if let Err(e) = outcome {
+        w.save_failure_screenshot();
+        eprintln!("--- node stderr ---\n{}", node.stderr_tail());
+        panic::resume_unwind(e);
+    }
+}
