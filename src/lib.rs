@@ -19,4 +19,5 @@ pub mod reactor;
 pub mod room;
 pub mod service;
 pub mod sse;
+pub mod store;
 pub mod tls;
