@@ -197,17 +197,17 @@ impl Connection {
                     "content-length without DATA",
                 ));
             }
-            st.content_length = length;
+            st.inc().content_length = length;
             if head.connect {
                 Some(405)
             } else if length.is_some_and(|n| n > self.cfg.max_request_body as u64) {
                 Some(413)
             } else {
-                st.head = Some(Box::new(head));
+                st.inc().head = Some(Box::new(head));
                 None
             }
         };
-        st.refused = refuse.is_some();
+        st.inc().refused = refuse.is_some();
         self.streams.insert(id, st);
         if let Some(status) = refuse {
             events.push(Event::Refused { stream: id, status });
@@ -226,17 +226,18 @@ impl Connection {
             return Ok(());
         };
         st.remote_open = false;
-        if st.content_length.is_some_and(|n| n != st.received) {
+        let inc = st.inc();
+        if inc.content_length.is_some_and(|n| n != inc.received) {
             return Err(stream_err(
                 id,
                 ErrorCode::ProtocolError,
                 "content-length mismatch",
             ));
         }
-        if st.refused {
+        if inc.refused {
             return Ok(());
         }
-        if let Some(head) = st.head.take() {
+        if let Some(head) = inc.head.take() {
             let head = *head;
             events.push(Event::Request {
                 stream: id,
@@ -245,8 +246,10 @@ impl Connection {
                 authority: head.authority,
                 scheme: head.scheme,
                 headers: head.headers,
-                body: std::mem::take(&mut st.body),
+                body: std::mem::take(&mut inc.body),
             });
+            // Handed over: the stream keeps none of the request.
+            st.req = None;
         }
         Ok(())
     }
@@ -319,32 +322,33 @@ impl Connection {
             ));
         }
         st.recv_window -= flow;
-        st.received += data.len() as u64;
-        if st.content_length.is_some_and(|n| st.received > n) {
+        let inc = st.inc();
+        inc.received += data.len() as u64;
+        if inc.content_length.is_some_and(|n| inc.received > n) {
             return Err(stream_err(
                 id,
                 ErrorCode::ProtocolError,
                 "DATA beyond content-length",
             ));
         }
-        if !st.refused {
-            if st.body.len() + data.len() > max_body {
-                st.refused = true;
-                st.body = Vec::new();
-                st.head = None;
+        if !inc.refused {
+            if inc.body.len() + data.len() > max_body {
+                inc.refused = true;
+                inc.body = Vec::new();
+                inc.head = None;
                 events.push(Event::Refused {
                     stream: id,
                     status: 413,
                 });
             } else {
-                st.body.extend_from_slice(data);
+                inc.body.extend_from_slice(data);
             }
         }
         if end_stream {
             return self.end_request(id, events);
         }
         // More window while the body is wanted; a refused one stalls.
-        if !st.refused && st.recv_window < initial / 2 {
+        if !st.inc().refused && st.recv_window < initial / 2 {
             let grant = initial - st.recv_window;
             st.recv_window += grant;
             frame::write_window_update(&mut self.control, id, grant as u32);

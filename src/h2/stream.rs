@@ -78,10 +78,9 @@ impl Outbox {
     }
 }
 
-pub struct Stream {
-    /// The client may still send DATA or trailers (open); false once
-    /// END_STREAM came (half-closed remote).
-    pub remote_open: bool,
+/// A request as it comes in on a stream.
+#[derive(Default)]
+pub struct Incoming {
     /// The request head until END_STREAM hands it to the service.
     pub head: Option<Box<Head>>,
     pub body: Vec<u8>,
@@ -92,6 +91,15 @@ pub struct Stream {
     /// We refused the request (413, 431, CONNECT): DATA is counted and
     /// dropped, and the service answers.
     pub refused: bool,
+}
+
+pub struct Stream {
+    /// The client may still send DATA or trailers (open); false once
+    /// END_STREAM came (half-closed remote).
+    pub remote_open: bool,
+    /// The request while it comes in; dropped once it is handed over, so
+    /// an open SSE stream holds none of it.
+    pub req: Option<Box<Incoming>>,
     /// What the client may still send on this stream (§6.9); negative
     /// after our SETTINGS shrink it.
     pub recv_window: i64,
@@ -123,11 +131,7 @@ impl Stream {
     pub fn new(recv_window: i64, send_window: i64) -> Stream {
         Stream {
             remote_open: true,
-            head: None,
-            body: Vec::new(),
-            received: 0,
-            content_length: None,
-            refused: false,
+            req: None,
             recv_window,
             send_window,
             responded: false,
@@ -137,6 +141,11 @@ impl Stream {
             over_soft: None,
             in_ring: false,
         }
+    }
+
+    /// The request coming in (made on first use).
+    pub fn inc(&mut self) -> &mut Incoming {
+        self.req.get_or_insert_with(Box::default)
     }
 
     /// Something could leave now: HEADERS, DATA the windows allow, or a
