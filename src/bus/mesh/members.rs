@@ -11,6 +11,9 @@ use crate::service::presence::Peer;
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_CAP: Duration = Duration::from_secs(3);
+/// A node that holds another cookie is redialled at most this often: it
+/// will not change its cookie by itself.
+const REFUSED_BACKOFF_CAP: Duration = Duration::from_secs(60);
 const FORGET_AFTER: Duration = Duration::from_secs(120);
 /// Most nodes a node will remember (peers can tell it of others).
 pub const MAX_MEMBERS: usize = 128;
@@ -31,6 +34,9 @@ pub struct Known {
     pub synced: bool,
     /// A link with it was up before (the next one is a reconnect).
     pub ever_up: bool,
+    /// The last handshake with it failed over the cookie (cleared when a
+    /// link comes up): redial slowly, and log it once.
+    pub cookie_refused: bool,
     /// Its listeners and busiest rooms, as its link last said (none while
     /// unlinked).
     pub listeners: usize,
@@ -85,6 +91,7 @@ impl Members {
             incoming: None,
             synced: false,
             ever_up: false,
+            cookie_refused: false,
             listeners: 0,
             rooms: Vec::new(),
             attempts: 0,
@@ -168,6 +175,7 @@ impl Members {
         k.link = Some(token);
         k.dialing = None;
         k.incoming = None;
+        k.cookie_refused = false;
         k.attempts = 0;
         k.failing_since = None;
         k.next_dial = None;
@@ -187,6 +195,15 @@ impl Members {
                 k.next_dial = Some(now + delay);
                 k.failing_since = Some(now);
             }
+        }
+    }
+
+    /// A handshake with `name` failed over the cookie. True the first time
+    /// (since it last linked): the caller logs that one at WARN.
+    pub fn cookie_refused(&mut self, name: &str) -> bool {
+        match self.get_mut(name) {
+            Some(k) => !std::mem::replace(&mut k.cookie_refused, true),
+            None => true,
         }
     }
 
@@ -230,16 +247,19 @@ impl Members {
 
     /// Capped exponential backoff with ±25% jitter; counts the attempt.
     fn backoff(&mut self, name: &str) -> Duration {
-        let attempts = match self.get_mut(name) {
+        let (attempts, cap) = match self.get_mut(name) {
             Some(k) => {
                 k.attempts = k.attempts.saturating_add(1);
-                k.attempts
+                let cap = if k.cookie_refused {
+                    REFUSED_BACKOFF_CAP
+                } else {
+                    BACKOFF_CAP
+                };
+                (k.attempts, cap)
             }
-            None => 1,
+            None => (1, BACKOFF_CAP),
         };
-        let base = BACKOFF_FIRST
-            .saturating_mul(1 << attempts.min(10))
-            .min(BACKOFF_CAP);
+        let base = BACKOFF_FIRST.saturating_mul(1 << attempts.min(10)).min(cap);
         // xorshift64: jitter needs no more than this.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -291,6 +311,28 @@ mod tests {
         assert!(m.all_listed_synced());
         m.link_down("b", 9, t0);
         assert!(m.next_dial().unwrap() - t0 <= Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_node_with_another_cookie_is_redialled_slowly_and_logged_once() {
+        let t0 = Instant::now();
+        let mut m = Members::new("a", 7);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        m.learn("b", addr, true, t0);
+        assert!(m.cookie_refused("b"), "the first refusal is news");
+        assert!(!m.cookie_refused("b"), "the next ones are not");
+        for token in 1..12 {
+            m.dialing("b", token);
+            m.dial_ended("b", token, t0);
+        }
+        let wait = m.next_dial().unwrap() - t0;
+        assert!(
+            wait > BACKOFF_CAP * 5 && wait <= REFUSED_BACKOFF_CAP.mul_f64(1.25),
+            "{wait:?}"
+        );
+        m.dialing("b", 20);
+        m.link_up("b", 20);
+        assert!(m.cookie_refused("b"), "news again after a link came up");
     }
 
     /// Regression (review): a node that accepted a peer's `Hello` and then

@@ -14,6 +14,22 @@ use crate::conn::Stream;
 use crate::{info, warn};
 
 impl<S: Stream> PeerLink<S> {
+    /// Says plainly that the two nodes hold different cookies: at WARN the
+    /// first time, then at debug while it goes on (redials back off to a
+    /// minute meanwhile).
+    fn cookie_mismatch(&self, first: bool, how: &str) {
+        let text = format!(
+            "{} does not know our cookie: it holds a different one than this node's cluster \
+             file ({how}); link refused; both nodes need the same `cookie` line",
+            self.who()
+        );
+        if first {
+            warn!("{text}");
+        } else {
+            crate::debug!("{text}");
+        }
+    }
+
     fn refuse(&mut self, reason: &str) {
         self.send(&Frame::Refuse {
             reason: reason.to_string(),
@@ -30,7 +46,14 @@ impl<S: Stream> PeerLink<S> {
         let me = mesh.members.me.clone();
         match (&self.phase, frame) {
             (_, Frame::Refuse { reason }) => {
-                warn!("{} refused the link: {reason}", self.who());
+                if reason == "wrong cookie" {
+                    let first = mesh
+                        .members
+                        .cookie_refused(self.name.as_deref().unwrap_or(""));
+                    self.cookie_mismatch(first, "it refused our proof");
+                } else {
+                    warn!("{} refused the link: {reason}", self.who());
+                }
                 Err(format!("refused: {reason}"))
             }
             (
@@ -103,7 +126,8 @@ impl<S: Stream> PeerLink<S> {
                     acceptor_nonce: &theirs,
                 };
                 if !handshake::verify(&mesh.cookie, Role::Acceptor, &t, &mac) {
-                    warn!("{} does not know our cookie: link refused", self.who());
+                    let first = mesh.members.cookie_refused(&name);
+                    self.cookie_mismatch(first, "its proof does not match our cookie");
                     env.service.stats.peer_refused += 1;
                     self.refuse("wrong cookie");
                     return Ok(());
@@ -122,7 +146,8 @@ impl<S: Stream> PeerLink<S> {
                     acceptor_nonce: mine,
                 };
                 if !handshake::verify(&mesh.cookie, Role::Dialer, &t, &mac) {
-                    warn!("{} does not know our cookie: link refused", self.who());
+                    let first = mesh.members.cookie_refused(&name);
+                    self.cookie_mismatch(first, "its proof does not match our cookie");
                     env.service.stats.peer_refused += 1;
                     self.refuse("wrong cookie");
                     return Ok(());
