@@ -6,7 +6,8 @@
 //! and to every listener, so messages that arrived together leave in one
 //! write — removes closed sockets, and dials what the bus asks for.
 //!
-//! Its parts: `sockets` (the slab and tokens), `listen` (the ports),
+//! Its parts: `sockets` (the slab and tokens), `listen` (the ports), `open`
+//! (accepting, dialling, upgrading to HTTP/2),
 //! `timers` (every deadline, the node's own included) and `lifecycle`
 //! (start, serve, drain). The connections (`conn`), what requests do
 //! (`service`) and how messages reach other nodes (`bus`) live in their own
@@ -14,6 +15,7 @@
 
 mod lifecycle;
 mod listen;
+mod open;
 pub mod sockets;
 pub mod timers;
 
@@ -23,29 +25,22 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use rustls::ServerConfig;
 use signal_hook_mio::v1_0::Signals;
 
 use crate::bus::mesh::config::ClusterConfig;
-use crate::bus::mesh::link::PeerLink;
 use crate::bus::mesh::{LinkEnd, Mesh};
-use crate::bus::{Bus, Dial};
+use crate::bus::Bus;
 use crate::cli::Options;
-use crate::conn::h2::H2Conn;
-use crate::conn::http1::Http1;
-use crate::conn::tls_session::TlsSession;
-use crate::conn::transport::Transport;
 use crate::conn::{Env, Ready, Step};
 use crate::http::response::DateCache;
 use crate::room;
-use crate::service::health::Phase;
 use crate::service::listeners::Listener;
 use crate::service::stats::Stats;
 use crate::service::{Config, Service};
 use crate::{debug, warn};
-use listen::{Accepted, Kind, Port};
+use listen::{Kind, Port};
 use sockets::{Cx, Socket, Sockets};
 use timers::{Deadline, Key, Timers};
 
@@ -270,149 +265,6 @@ impl Server {
         }
         slot.deadline
             .set(slot.socket.deadline(), &mut self.timers, Key::Socket(t));
-    }
-
-    /// An HTTP/1.1 connection turned out to speak HTTP/2: the same socket
-    /// and bytes go on as an `H2Conn`, which reads what is already there.
-    fn upgrade(&mut self, t: Token, now: Instant) {
-        let env = Env {
-            now,
-            token: t,
-            scratch: &mut self.scratch,
-            service: &mut self.service,
-            date: &mut self.date,
-            more: false,
-        };
-        let replaced = self.sockets.replace(t, |socket| match socket {
-            Socket::Http(h1) => {
-                let peer = h1.peer;
-                Socket::H2(Box::new(H2Conn::new(h1.into_pipe(), peer, &env)))
-            }
-            other => other,
-        });
-        self.service.stats.open_h2 += 1;
-        let Some(new) = replaced else {
-            return;
-        };
-        if new != t {
-            let registered = self.sockets.get_mut(new).map(|slot| {
-                let interest = slot.interest;
-                self.poll
-                    .registry()
-                    .reregister(slot.socket.stream(), new, interest)
-            });
-            if !matches!(registered, Some(Ok(()))) {
-                self.closing.push(new);
-                return;
-            }
-        }
-        self.with_socket(new, now, |s, cx| s.ready(Ready::READ, cx));
-    }
-
-    /// Registers a new socket and runs its first handler (data may already
-    /// be waiting: edge-triggered, no event will say so).
-    fn add_socket(&mut self, socket: Socket, now: Instant) -> Option<Token> {
-        let interest = socket.interest();
-        let t = self.sockets.next_token();
-        let mut socket = socket;
-        if let Err(e) = self.poll.registry().register(socket.stream(), t, interest) {
-            warn!("register failed: {e}");
-            return None;
-        }
-        let t = self.sockets.insert(socket, interest);
-        self.with_socket(t, now, |s, cx| s.ready(Ready::READ, cx));
-        Some(t)
-    }
-
-    fn accept(&mut self, i: usize, now: Instant) {
-        while !self.accept_paused {
-            let Some(port) = self.ports.get(i) else {
-                return;
-            };
-            let kind = port.kind;
-            let (stream, peer) = match port.accept() {
-                Accepted::Conn(stream, peer) => (stream, peer),
-                Accepted::Drained => return,
-                Accepted::Exhausted(e) => {
-                    warn!("accept paused for {ACCEPT_PAUSE:?}: {e}");
-                    self.accept_paused = true;
-                    self.timers.schedule(now + ACCEPT_PAUSE, Key::Accept);
-                    return;
-                }
-            };
-            self.service.stats.accepted += 1;
-            if self.sockets.len() >= self.opts.max_connections {
-                listen::refuse(kind, stream);
-                self.service.stats.refused_full += 1;
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            let socket = match kind {
-                Kind::Cluster => Socket::Peer(Box::new(PeerLink::accept(stream, peer, now))),
-                Kind::Http | Kind::Https => {
-                    let Some(transport) = self.transport(kind, peer) else {
-                        continue;
-                    };
-                    let timeout = self.opts.request_timeout;
-                    Socket::Http(Box::new(Http1::new(stream, transport, peer, now, timeout)))
-                }
-            };
-            let Some(t) = self.add_socket(socket, now) else {
-                continue;
-            };
-            let stats = &mut self.service.stats;
-            match kind {
-                Kind::Cluster => {
-                    stats.open_peers += 1;
-                    self.bus.accepted(t);
-                }
-                Kind::Https => stats.open_tls += 1,
-                Kind::Http => stats.open_plain += 1,
-            }
-        }
-    }
-
-    fn transport(&self, kind: Kind, peer: SocketAddr) -> Option<Transport> {
-        if kind != Kind::Https {
-            return Some(Transport::Plain);
-        }
-        match TlsSession::new(self.tls.clone()) {
-            Ok(session) => Some(Transport::Tls(Box::new(session))),
-            Err(e) => {
-                warn!("{peer} tls setup failed: {e}");
-                None
-            }
-        }
-    }
-
-    /// Opens the connections the bus asks for (a non-blocking connect: the
-    /// link learns the outcome when its socket turns writable).
-    fn dial(&mut self, now: Instant) {
-        // A draining node said goodbye: it links to no one again.
-        if self.service.phase == Phase::Draining {
-            return;
-        }
-        for dial in self.bus.due(now) {
-            let Dial { name, addr } = &dial;
-            let token = match TcpStream::connect(*addr) {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    let link = PeerLink::dial(stream, *addr, name, now);
-                    self.add_socket(Socket::Peer(Box::new(link)), now)
-                }
-                Err(e) => {
-                    debug!("dial {name} ({addr}) failed: {e}");
-                    None
-                }
-            };
-            if token.is_some() {
-                self.service.stats.open_peers += 1;
-            }
-            self.bus.dialing(&dial, token, now);
-        }
-        let serving = self.service.phase != Phase::Starting;
-        let next = self.bus.next_deadline(serving);
-        self.bus_deadline.set(next, &mut self.timers, Key::Bus);
     }
 
     fn fire_timers(&mut self, now: Instant) {

@@ -146,7 +146,7 @@ impl<S: Stream> Http1<S> {
     ) {
         let took = env.now.saturating_duration_since(since);
         info!(
-            "{} {method} {target} {status} {bytes}B {:.1}ms{}",
+            "{} {method} {target} {status} {bytes}B {:.1}ms http/1.1{}",
             self.peer,
             took.as_secs_f64() * 1000.0,
             if self.is_tls() { " tls" } else { "" }
