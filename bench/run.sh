@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: watercooler against nchan (nginx pub/sub), issues 5 and 11.
+# Side-by-side benchmark: watercooler against nchan (nginx pub/sub), issues 5,
+# 11 and 13.
 #
-#   bench/run.sh                 every scenario (a b c d e f g), ~3 minutes
+#   bench/run.sh                 every scenario (a-g, r), ~4 minutes
 #   bench/run.sh a b             only these scenarios
 #   bench/run.sh --quick         listener and message counts / 10 (smoke run)
 #   WC_BIN=/path/to/watercooler bench/run.sh a g
@@ -11,7 +12,8 @@
 # nginx + libnginx-mod-nchan with apt-get if missing, starts a fresh server
 # for every scenario (loopback only, server pinned to core 0, loadgen to
 # core 1; f runs 1,000 then 100 listeners on one cluster, recorded as f and
-# f100), prints one table and appends the raw loadgen JSON lines to
+# f100; r, watercooler only, runs five rooms configurations recorded as r1,
+# r1000, r10, r1000one and r1000all), prints one table and appends the raw loadgen JSON lines to
 # bench/results/DATE.jsonl. Latency counts from each message's due time.
 set -euo pipefail
 
@@ -28,12 +30,12 @@ SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
         --quick) SCALE=10 ;;
-        a|b|c|d|e|f|g) SCENARIOS+=("$arg") ;;
-        -h|--help) sed -n 2,15p "$0"; exit 0 ;;
-        *) echo "run.sh: unknown argument $arg (scenarios a-g, --quick)" >&2; exit 2 ;;
+        a|b|c|d|e|f|g|r) SCENARIOS+=("$arg") ;;
+        -h|--help) sed -n 2,18p "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg (scenarios a-g and r, --quick)" >&2; exit 2 ;;
     esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g r)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -310,6 +312,46 @@ scenario_f() {
     stop_all
     not_applicable f nchan "a single nchan instance has no second node"
     not_applicable f100 nchan "a single nchan instance has no second node"
+}
+
+# (r) rooms, issue 13: 1,000 rooms x 10 listeners against 1 room x 10,000
+# listeners, the same messages per second in total (message i in room
+# i % rooms, listener j in room j % rooms; each listener expects exactly its
+# room's messages), each on a fresh node: server CPU per delivery and p99
+# from the due time side by side. Then whether a message costs more when
+# 999 other rooms exist: 1,000 rooms x 10 listeners with every message in
+# one room, against that one room's 10 listeners alone (CPU per message);
+# and 1,000 rooms x 10 listeners with the messages over all rooms at that
+# rate, the same 10 deliveries per message as the room alone.
+# Watercooler only (nchan's channels are not compared here); a build
+# without rooms (no --max-rooms) is recorded as n/a. The heartbeat is set
+# past the run so idle rooms' heartbeats (per listener, not per message)
+# stay out of the CPU figures.
+R_RATE=${R_RATE:-20}       # messages/s in total, rooms and single room alike
+R_SECONDS=${R_SECONDS:-10}
+R_ONE_RATE=${R_ONE_RATE:-200} # the one-busy-room comparison: messages/s
+rooms_run() { # rooms_run SCENARIO ROOMS PUBLISH-ROOMS LISTENERS MESSAGES RATE
+    local scen=$1 rooms=$2 prooms=$3 listeners=$4 messages=$5 rate=$6
+    start_wc "$scen" --max-rooms 2000 --heartbeat-ms 600000
+    loadgen "$scen" watercooler --mode watercooler --listen "$WC_HTTP/r/{room}/listen" \
+        --publish "$WC_HTTP/r/{room}/publish" --rooms "$rooms" --publish-rooms "$prooms" \
+        --listeners "$listeners" --messages "$messages" --rate "$rate" --server-pid "$WC_PID" \
+        --idle-s 1 --drain-timeout-s 30 --connect-timeout-s 120
+    server_errors "$WORK/$scen.err"
+    stop_all
+}
+scenario_r() {
+    if ! "$WC" --help 2>&1 | grep -q -- --max-rooms; then
+        local s
+        for s in r1 r1000 r10 r1000one r1000all; do not_applicable "$s" watercooler "this build has no rooms"; done
+        return 0
+    fi
+    local m=$(( R_RATE * R_SECONDS )) m1=$(( R_ONE_RATE * R_SECONDS ))
+    rooms_run r1 1 1 "$(n 10000)" "$(n "$m" 20)" "$R_RATE"
+    rooms_run r1000 "$(n 1000)" "$(n 1000)" "$(n 10000)" "$(n "$m" 20)" "$R_RATE"
+    rooms_run r10 1 1 10 "$(n "$m1" 20)" "$R_ONE_RATE"
+    rooms_run r1000one "$(n 1000)" 1 "$(n 10000)" "$(n "$m1" 20)" "$R_ONE_RATE"
+    rooms_run r1000all "$(n 1000)" "$(n 1000)" "$(n 10000)" "$(n "$m1" 20)" "$R_ONE_RATE"
 }
 
 T0=$SECONDS

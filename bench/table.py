@@ -144,7 +144,51 @@ def rows_for(s):
                 # server under 100 % that falls behind was short of CPU.
                 ("server CPU (% of a core)", "server_busy_pct", 0, "", None),
                 ("loadgen CPU (% of a core)", "loadgen_busy_pct", 0, "", None)]
+    if s in ROOMS:
+        # Rooms (issue 13): watercooler only. Loss is owed per room; a
+        # message at another room's listener is leaked.
+        return [connected,
+                ("rooms / published in", lambda r: f"{r.get('rooms', 1):,} / {r.get('publish_rooms', 1):,}", 0, "", None),
+                ("published / offered", lambda r: f"{r['published']:,} / {r['offered']:,}", 0, "", None),
+                ("publish rate acknowledged (/s)", "publish_rate_achieved", 1, "", None),
+                ("lost / dup / ooo / leaked", lambda r: f"{r['lost']:,} / {r['duplicated']:,} / {r['out_of_order']:,}"
+                 f" / {r.get('leaked', 0):,}", 0, "0",
+                 lambda w, n: w["lost"] == 0 and w["duplicated"] == 0 and w["out_of_order"] == 0
+                 and w.get("leaked", 0) == 0),
+                ("rooms with loss / dup or ooo", lambda r: f"{r.get('rooms_with_loss', 0):,} / "
+                 f"{r.get('rooms_with_dup_or_ooo', 0):,}", 0, "", None),
+                ("deliveries", "delivered", 0, "", None),
+                p50, p99, pmax, late99, dps, cpu,
+                ("server CPU µs/message", "server_cpu_us_per_message", 2, "", None),
+                ("server CPU (% of a core)", "server_busy_pct", 0, "", None)]
     return []
+
+
+ROOMS = ("r1", "r1000", "r10", "r1000one", "r1000all")
+
+
+def rooms_summary(recs):
+    """The issue-13 targets, from the four rooms records of one run."""
+    def val(s, k):
+        r = recs.get((s, "watercooler"))
+        return None if r is None or "error" in r or "na" in r else r.get(k)
+    out = []
+    for (a, b, key, what, target) in (
+            ("r1000", "r1", "server_cpu_us_per_delivery", "CPU per delivery, 1,000 rooms × 10 / 1 room × 10,000",
+             "≤ 1.10"),
+            ("r1000", "r1", "latency_p99_ms", "p99 latency, 1,000 rooms × 10 / 1 room × 10,000", ""),
+            ("r1000one", "r10", "server_cpu_us_per_message",
+             "CPU per message, one busy room among 1,000 (10,000 listeners) / that room alone", "≤ 1.10"),
+            ("r1000all", "r10", "server_cpu_us_per_delivery",
+             "CPU per delivery, 10 per message: messages over 1,000 rooms / 1 room alone", "≤ 1.10"),
+    ):
+        x, y = val(a, key), val(b, key)
+        if x is None or y is None or not y:
+            continue
+        q = x / y
+        met = "" if not target else ("yes" if q <= 1.10 else "**no**")
+        out.append(f"| rooms | {what} | {fmt(x)} / {fmt(y)} | | {q:.2f}× | {target} | {met} |")
+    return out
 
 
 TITLES = {
@@ -156,6 +200,11 @@ TITLES = {
     "f": "(f) cross-node: 1,000 listeners on node2, publish on node1, 200 @ 100/s",
     "f100": "(f) cross-node, 100 listeners on node2, publish on node1, 200 @ 100/s",
     "g": "(g) overload: 10,000 listeners, 10 publishers, 1,000 msgs @ 100/s",
+    "r1": "(r) 1 room × 10,000 listeners",
+    "r1000": "(r) 1,000 rooms × 10 listeners, same msgs/s in total",
+    "r10": "(r) 1 room × 10 listeners alone",
+    "r1000one": "(r) 1,000 rooms × 10 listeners, all msgs in 1 room",
+    "r1000all": "(r) 1,000 rooms × 10 listeners, msgs over all rooms at the r10 rate",
 }
 
 
@@ -198,6 +247,8 @@ def main():
             wv, nv = get(w, key), get(n, key)
             if n is not None and "na" in n:
                 ncell = "n/a" if first else ""
+            elif n is None and s in ROOMS:
+                ncell = ""  # watercooler only
             else:
                 ncell = cell(n, key, digits)
             met = None
@@ -213,6 +264,7 @@ def main():
         for rec, name in ((w, "watercooler"), (n, "nchan")):
             if rec is not None and "na" in rec:
                 lines.append(f"| | {name} n/a | | {rec['na']} | | | |")
+    lines += rooms_summary(recs)
     print("\n".join(lines))
 
 

@@ -68,6 +68,22 @@ impl Target {
     }
 }
 
+/// Room `r`'s name on the server: `bench-R`, a valid room name
+/// (`[a-z0-9-]{1,32}`).
+pub fn room_name(r: u32) -> String {
+    format!("bench-{r}")
+}
+
+/// `path` with every `{room}` replaced by room `r`'s name; unchanged when it
+/// has none (one room: the URL as given).
+pub fn room_path(path: &str, r: u32) -> String {
+    if path.contains("{room}") {
+        path.replace("{room}", &room_name(r))
+    } else {
+        path.to_string()
+    }
+}
+
 /// Starts a non-blocking connect to `dst`, bound first to `src` when given.
 /// `IP_BIND_ADDRESS_NO_PORT` defers the port choice to `connect`, so each
 /// (source, destination) pair gets the whole ephemeral range.
@@ -560,6 +576,14 @@ mod tests {
         assert!(Target::parse("https://localhost/x").unwrap().tls);
         assert!(Target::parse("http://10.0.0.1:80/").is_err());
         assert!(Target::parse("http://example.com/").is_err());
+    }
+
+    #[test]
+    fn room_paths() {
+        assert_eq!(room_path("/r/{room}/listen", 7), "/r/bench-7/listen");
+        assert_eq!(room_path("/listen", 7), "/listen");
+        let t = Target::parse("http://127.0.0.1:8080/r/{room}/publish").unwrap();
+        assert_eq!(room_path(&t.path, 0), "/r/bench-0/publish");
     }
 
     #[test]

@@ -8,7 +8,11 @@
 //! of at most `wave` outstanding connects, each bound to a source address
 //! 127.0.0.B so that no (source, destination) pair carries more than
 //! `PER_SOURCE` sockets; a listener counts as connected once it has a 200
-//! `text/event-stream` head. The publishers live in `engine/publishers.rs`.
+//! `text/event-stream` head. With rooms, listener `j` (counted over every
+//! process) is in room `j % rooms`, its URL's `{room}` replaced by the
+//! room's name, and it expects exactly the messages of its room (message `i`
+//! is in room `i % publish_rooms`); another room's message is counted as
+//! leaked. The publishers live in `engine/publishers.rs`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -21,7 +25,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ClientConfig;
 
-use crate::conn::{connect_from, parse_head, Body, Sse, Stamp, Target, Transport};
+use crate::conn::{connect_from, parse_head, room_path, Body, Sse, Stamp, Target, Transport};
 use crate::stats::{unix_micros, Orders, Tally};
 use crate::timer::Timer;
 
@@ -55,6 +59,7 @@ struct Listener {
     t: Option<Transport>,
     state: LState,
     target: usize,
+    room: u32,
     src: Ipv4Addr,
     attempts: u8,
     head: Vec<u8>,
@@ -80,6 +85,10 @@ pub struct Engine {
     messages: u32,
     /// Publisher connections, for the listeners' per-publisher order.
     publishers: u32,
+    /// Rooms the listeners are spread over, and rooms that get messages
+    /// (the first `publish_rooms` of them); both at least 1.
+    rooms: u32,
+    publish_rooms: u32,
     targets: Vec<Target>,
     listeners: Vec<Listener>,
     next_open: usize,
@@ -125,6 +134,8 @@ impl Engine {
             mode,
             messages,
             publishers: publishers.clamp(1, u32::MAX as usize) as u32,
+            rooms: 1,
+            publish_rooms: 1,
             targets: Vec::new(),
             listeners: Vec::new(),
             next_open: 0,
@@ -148,16 +159,27 @@ impl Engine {
         Ok(Arc::new(Waker::new(self.poll.registry(), Token(WAKE))?))
     }
 
+    /// Listeners in `rooms` rooms, of which the first `publish_rooms` get
+    /// messages (round-robin); call before `add_listeners`.
+    pub fn set_rooms(&mut self, rooms: u32, publish_rooms: u32) {
+        self.rooms = rooms.max(1);
+        self.publish_rooms = publish_rooms.clamp(1, self.rooms);
+    }
+
     /// Plans `n` listeners over `targets`, round-robin; the `k`-th listener
     /// of a target uses source 127.0.0.0 + `src_base + k / PER_SOURCE`.
-    pub fn add_listeners(&mut self, targets: &[Target], n: usize, src_base: u32) {
+    /// The first is listener `first` of the whole run (its room is
+    /// `(first + i) % rooms`).
+    pub fn add_listeners(&mut self, targets: &[Target], n: usize, src_base: u32, first: usize) {
         self.targets = targets.to_vec();
         let u = targets.len();
+        let rooms = self.rooms as usize;
         self.listeners = (0..n)
             .map(|i| Listener {
                 t: None,
                 state: LState::Waiting,
                 target: i % u,
+                room: ((first + i) % rooms) as u32,
                 src: Ipv4Addr::from(0x7f00_0000 + src_base + ((i / u) / PER_SOURCE) as u32),
                 attempts: 0,
                 head: Vec::new(),
@@ -280,7 +302,7 @@ impl Engine {
             let mut t = Transport::new(sock, tls, *target.addr.ip())?;
             let req = format!(
                 "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: watercooler-loadgen\r\n\r\n",
-                target.path, target.authority
+                room_path(&target.path, l.room), target.authority
             );
             t.send(req.as_bytes())?;
             self.poll.registry().register(&mut t.sock, Token(i), Interest::READABLE | Interest::WRITABLE)?;
@@ -316,6 +338,7 @@ impl Engine {
 
     fn on_listener(&mut self, i: usize, writable: bool) {
         let messages = self.messages;
+        let publish_rooms = self.publish_rooms;
         let Engine {
             listeners,
             tally,
@@ -345,8 +368,10 @@ impl Engine {
                 body,
                 sse,
                 order,
+                room,
                 ..
             } = l;
+            let room = *room;
             let res = t.read(buf, |bytes| {
                 let mut rest = bytes;
                 let owned;
@@ -384,9 +409,9 @@ impl Engine {
                 let now = unix_micros();
                 let ended = body.feed(rest, &mut |d| {
                     sse.feed(d, &mut |text| match Stamp::parse(text) {
-                        Some(st) if st.seq < messages => {
-                            tally.record(order.see(st.seq), st.seq, now, st.due_us, st.sent_us)
-                        }
+                        Some(st) if st.seq < messages && st.seq % publish_rooms == room => tally
+                            .record(room, order.see(st.seq), st.seq, now, st.due_us, st.sent_us),
+                        Some(st) if st.seq < messages => tally.leak(room),
                         _ => tally.foreign += 1,
                     })
                 });
@@ -403,7 +428,7 @@ impl Engine {
         }
         if became_stream {
             self.opening -= 1;
-            self.tally.connected += 1;
+            self.tally.joined(self.listeners[i].room);
             self.last_connected = Some(Instant::now());
         }
         let l = &mut self.listeners[i];
@@ -413,7 +438,8 @@ impl Engine {
                     let _ = self.poll.registry().deregister(&mut t.sock);
                 }
                 l.state = LState::Gone;
-                self.tally.disconnected += 1;
+                let room = l.room;
+                self.tally.left(room);
             }
         } else if let Some(why) = failure {
             self.listener_failed(i, &why);

@@ -14,10 +14,16 @@
 //! open (the RLIMIT_NOFILE hard limit), it re-runs itself as `--child`
 //! processes that each hold a share of the listeners and speak a line
 //! protocol on their stdin/stdout: the child prints `READY ...` once
-//! connected, the parent publishes, writes `END <owed>` (the messages the
-//! server took or may have taken), and the child drains and prints one
+//! connected, the parent publishes, writes `END <owed> <per room>` (the
+//! messages the server took or may have taken, in all and per room), and
+//! the child drains and prints one
 //! `STATS ...` line (with its latency histograms and each message's first
 //! and last receipt and delivery count) that the parent merges.
+//! With `--rooms R` the listeners are spread over R rooms (listener `j` in
+//! room `j % R`, `{room}` in the URLs replaced by its name) and message `i`
+//! is published in room `i % K` (`--publish-rooms K`, default R); loss,
+//! duplicates and order are counted per room, and a message that reaches
+//! another room's listener is counted as leaked.
 //! Everything is bounded: connect timeout, publish grace, drain timeout,
 //! and an overall deadline. Exit 0 with a report, 2 on setup errors.
 
@@ -47,7 +53,7 @@ const USAGE: &str = "usage: loadgen --listen URL [--listen URL ...] --publish UR
                --messages M --rate R [--size BYTES] [--mode watercooler|nchan]
                [--server-pid PID ...] [--connect-timeout-s 60] [--drain-timeout-s 10]
                [--idle-s 0] [--publishers 4] [--publish-grace-s S] [--wave 500]
-               [--deadline-s 900] [--json-only]
+               [--deadline-s 900] [--json-only] [--rooms R [--publish-rooms K]]
 
   URLs must be http:// or https:// on 127.0.0.0/8 (or localhost).
   watercooler mode: GET /listen, POST /publish as a form (expects 303).
@@ -56,7 +62,11 @@ const USAGE: &str = "usage: loadgen --listen URL [--listen URL ...] --publish UR
   each connection with one request in flight at most (no pipelining).
   Latency counts from the due time. No message is sent later than
   --publish-grace-s after the last one was due (default: M/R + 30 s);
-  the rest are reported as not sent.";
+  the rest are reported as not sent.
+  --rooms R: listener j joins room j % R and message i is published in room
+  i % K (--publish-rooms K, default R, at most R); `{room}` in the listen
+  and publish URLs becomes the room's name (bench-0, bench-1, ...). A
+  listener expects exactly its room's messages.";
 
 struct Args {
     listen: Vec<Target>,
@@ -78,6 +88,10 @@ struct Args {
     max_per_process: Option<usize>,
     child: bool,
     src_base: u32,
+    rooms: u32,
+    publish_rooms: Option<u32>,
+    /// The first listener of this process, counted over the whole run.
+    listener_base: usize,
     raw: Vec<String>,
 }
 
@@ -103,6 +117,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         max_per_process: None,
         child: false,
         src_base: 2,
+        rooms: 1,
+        publish_rooms: None,
+        listener_base: 0,
         raw: std::env::args().skip(1).collect(),
     };
     let secs = |v: f64| Duration::from_secs_f64(v.clamp(0.0, 86_400.0));
@@ -134,6 +151,9 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("max-per-process") => a.max_per_process = Some(p.value()?.parse()?),
             Long("child") => a.child = true,
             Long("src-base") => a.src_base = p.value()?.parse()?,
+            Long("rooms") => a.rooms = p.value()?.parse::<u32>()?.max(1),
+            Long("publish-rooms") => a.publish_rooms = Some(p.value()?.parse::<u32>()?.max(1)),
+            Long("listener-base") => a.listener_base = p.value()?.parse()?,
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
@@ -141,7 +161,47 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             _ => return Err(arg.unexpected()),
         }
     }
+    let k = a.publish_rooms.unwrap_or(a.rooms);
+    if k > a.rooms {
+        return Err(format!("--publish-rooms {k} is more than --rooms {}", a.rooms).into());
+    }
+    a.publish_rooms = Some(k);
+    if a.rooms > 1 {
+        let paths = a.listen.iter().chain(&a.publish);
+        if let Some(t) = paths.into_iter().find(|t| !t.path.contains("{room}")) {
+            return Err(
+                format!("--rooms {}: {} has no {{room}} to replace", a.rooms, t.path).into(),
+            );
+        }
+    }
     Ok(a)
+}
+
+impl Args {
+    fn engine(&self) -> Result<Engine, String> {
+        let mut eng = Engine::new(self.mode, self.messages, self.publishers, self.wave)?;
+        eng.set_rooms(self.rooms, self.publish_rooms.unwrap_or(self.rooms));
+        Ok(eng)
+    }
+}
+
+/// `END <owed> <owed in room 0>,<room 1>,...`: what the parent tells a
+/// listener process once publishing is over.
+fn end_line(owed: u64, per_room: &[u64]) -> String {
+    let rooms: Vec<String> = per_room.iter().map(u64::to_string).collect();
+    format!("END {owed} {}", rooms.join(","))
+}
+
+/// The per-room counts of an `END` line; `None` unless well formed.
+fn parse_end(line: &str) -> Option<Vec<u64>> {
+    let rest = line.strip_prefix("END ")?;
+    let (total, rooms) = rest.trim().split_once(' ')?;
+    let total: u64 = total.parse().ok()?;
+    let per_room: Vec<u64> = rooms
+        .split(',')
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    (per_room.iter().sum::<u64>() == total).then_some(per_room)
 }
 
 fn main() {
@@ -200,9 +260,9 @@ fn connect_all(eng: &mut Engine, a: &Args, deadline: Instant) -> Result<(), Stri
 fn child(a: &Args) -> Result<(), String> {
     let deadline = Instant::now() + a.deadline;
     raise_nofile();
-    let mut eng = Engine::new(a.mode, a.messages, a.publishers, a.wave)?;
+    let mut eng = a.engine()?;
     eng.add_pipe(0).map_err(|e| format!("stdin: {e}"))?;
-    eng.add_listeners(&a.listen, a.listeners, a.src_base);
+    eng.add_listeners(&a.listen, a.listeners, a.src_base, a.listener_base);
     connect_all(&mut eng, a, deadline)?;
     println!(
         "READY connected={} connect_s={}",
@@ -211,15 +271,17 @@ fn child(a: &Args) -> Result<(), String> {
     let mut owed = None;
     run_until(&mut eng, deadline, |e| {
         while let Some(line) = e.pipes[0].lines.pop_front() {
-            if let Some(n) = line.strip_prefix("END ") {
-                owed = n.trim().parse::<u64>().ok();
+            if line.starts_with("END ") {
+                owed = parse_end(&line);
             }
         }
         owed.is_some() || e.pipes[0].eof
     })?;
     let owed = owed.ok_or("the parent went away")?;
     let until = (Instant::now() + a.drain_timeout).min(deadline);
-    run_until(&mut eng, until, |e| e.tally.distinct >= owed * e.alive())?;
+    run_until(&mut eng, until, |e| {
+        e.tally.distinct >= e.tally.owed_deliveries(&owed)
+    })?;
     println!("{}", eng.tally.encode());
     Ok(())
 }
@@ -246,6 +308,7 @@ fn spawn_children(a: &Args, per_process: usize, eng: &mut Engine) -> Result<Vec<
             "--publish",
             "--server-pid",
             "--idle-s",
+            "--listener-base",
         ];
         if with_value.contains(&name) {
             if !s.contains('=') {
@@ -257,6 +320,7 @@ fn spawn_children(a: &Args, per_process: usize, eng: &mut Engine) -> Result<Vec<
     }
     let mut children = Vec::new();
     let mut src = a.src_base;
+    let mut first = a.listener_base;
     for c in 0..k {
         let share = a.listeners / k + usize::from(c < a.listeners % k);
         let child = Command::new(&exe)
@@ -267,6 +331,8 @@ fn spawn_children(a: &Args, per_process: usize, eng: &mut Engine) -> Result<Vec<
                 &share.to_string(),
                 "--src-base",
                 &src.to_string(),
+                "--listener-base",
+                &first.to_string(),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -281,6 +347,7 @@ fn spawn_children(a: &Args, per_process: usize, eng: &mut Engine) -> Result<Vec<
         eng.add_pipe(fd).map_err(|e| format!("pipe: {e}"))?;
         children.push(child);
         src += Engine::sources_needed(share, a.listen.len());
+        first += share;
     }
     Ok(children)
 }
@@ -304,7 +371,7 @@ impl PublishThread {
         main: Arc<Waker>,
         deadline: Instant,
     ) -> Result<Self, String> {
-        let mut eng = Engine::new(a.mode, a.messages, a.publishers, a.wave)?;
+        let mut eng = a.engine()?;
         let waker = eng.waker().map_err(|e| format!("waker: {e}"))?;
         eng.set_publisher(target, a.publishers);
         let go = Arc::new(AtomicBool::new(false));
@@ -359,7 +426,7 @@ fn run(a: &Args) -> Result<(), String> {
     let per_process = a.max_per_process.unwrap_or(hard.saturating_sub(100)).max(1);
     let split = a.listeners > per_process;
     let before = sample(&a.server_pids);
-    let mut eng = Engine::new(a.mode, a.messages, a.publishers, a.wave)?;
+    let mut eng = a.engine()?;
     let main_waker = eng.waker().map_err(|e| format!("waker: {e}"))?;
     let mut children = Vec::new();
     if split {
@@ -377,7 +444,7 @@ fn run(a: &Args) -> Result<(), String> {
             p.lines.retain(|l| !l.starts_with("READY"));
         }
     } else {
-        eng.add_listeners(&a.listen, a.listeners, a.src_base);
+        eng.add_listeners(&a.listen, a.listeners, a.src_base, a.listener_base);
         connect_all(&mut eng, a, deadline)?;
     }
     let connected_at = Instant::now();
@@ -391,12 +458,13 @@ fn run(a: &Args) -> Result<(), String> {
     let log = publisher.join()?.log;
     // What the server took or may have taken: the listeners wait for these.
     let owed = log.count(Outcome::Acked) + log.count(Outcome::InFlight);
+    let owed_rooms = log.owed_per_room();
 
     let mut tally = Tally::default();
     if split {
         for c in &mut children {
             if let Some(stdin) = c.stdin.as_mut() {
-                let _ = writeln!(stdin, "END {owed}");
+                let _ = writeln!(stdin, "{}", end_line(owed, &owed_rooms));
             }
         }
         let until = (Instant::now() + a.drain_timeout + Duration::from_secs(30)).min(deadline);
@@ -418,7 +486,7 @@ fn run(a: &Args) -> Result<(), String> {
     } else {
         let until = (Instant::now() + a.drain_timeout).min(deadline);
         run_until(&mut eng, until, |e| {
-            e.alive() == 0 || e.tally.distinct >= owed * e.alive()
+            e.alive() == 0 || e.tally.distinct >= e.tally.owed_deliveries(&owed_rooms)
         })?;
         tally = eng.tally.clone();
     }
@@ -431,6 +499,7 @@ fn run(a: &Args) -> Result<(), String> {
         listeners: a.listeners,
         rate: a.rate,
         processes: children.len().max(1),
+        rooms: a.rooms,
     };
     let r = Report::new(&asked, &tally, &log, &before, &idle, &after, window);
     if !a.json_only {
@@ -438,4 +507,19 @@ fn run(a: &Args) -> Result<(), String> {
     }
     println!("JSON {}", r.json());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_line_round_trips() {
+        assert_eq!(end_line(7, &[3, 2, 2]), "END 7 3,2,2");
+        assert_eq!(parse_end("END 7 3,2,2"), Some(vec![3, 2, 2]));
+        assert_eq!(parse_end(&end_line(0, &[0])), Some(vec![0]));
+        for bad in ["END 7", "END 7 3,2", "END x 1", "END 1 1,y", "7 7"] {
+            assert_eq!(parse_end(bad), None, "{bad}");
+        }
+    }
 }

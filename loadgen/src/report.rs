@@ -8,7 +8,7 @@
 
 use crate::engine::Mode;
 use crate::schedule::{Log, Outcome};
-use crate::stats::{own_cpu_s, Histogram, Tally};
+use crate::stats::{own_cpu_s, Histogram, RoomCount, Tally};
 
 /// Server memory and CPU at one moment (summed over the server PIDs).
 pub struct Sample {
@@ -22,6 +22,8 @@ pub struct Asked {
     pub listeners: usize,
     pub rate: f64,
     pub processes: usize,
+    /// Rooms the listeners were spread over (1: the URL as given).
+    pub rooms: u32,
 }
 
 pub struct Report {
@@ -47,22 +49,45 @@ fn ms(h: &Histogram, q: f64) -> Value {
 }
 
 /// Delivered and lost, over the messages the server acknowledged only:
-/// each of those was owed to every connected listener. Deliveries of
-/// messages without an answer (in flight when publishing ended) are
-/// counted apart.
-fn deliveries(t: &Tally, log: &Log) -> (u64, u64, u64) {
-    let (mut delivered, mut lost, mut unacked) = (0, 0, 0);
+/// each of those was owed to every connected listener of its room.
+/// Deliveries of messages without an answer (in flight when publishing
+/// ended) are counted apart.
+#[derive(Default, PartialEq, Eq, Debug)]
+struct Deliveries {
+    /// Deliveries owed: acknowledged messages × their room's listeners.
+    expected: u64,
+    delivered: u64,
+    lost: u64,
+    unacked: u64,
+    /// Rooms where some listener missed an acknowledged message.
+    rooms_with_loss: u64,
+}
+
+fn deliveries(t: &Tally, log: &Log) -> Deliveries {
+    let mut d = Deliveries::default();
+    let mut lost_in = vec![0u64; log.plan.rooms as usize];
     for seq in 0..log.plan.total {
         let got = t.fanout.get(seq).map_or(0, |s| s.count);
+        let room = log.plan.room_of(seq);
         match log.get(seq).map(|m| m.outcome) {
             Some(Outcome::Acked) => {
-                delivered += got;
-                lost += t.connected.saturating_sub(got);
+                let owed = t.room(room).connected;
+                d.expected += owed;
+                d.delivered += got;
+                d.lost += owed.saturating_sub(got);
+                lost_in[room as usize] += owed.saturating_sub(got);
             }
-            _ => unacked += got,
+            _ => d.unacked += got,
         }
     }
-    (delivered, lost, unacked)
+    d.rooms_with_loss = lost_in.iter().filter(|&&n| n > 0).count() as u64;
+    d
+}
+
+/// Rooms whose listeners saw a duplicate, an out-of-order message, or
+/// another room's message.
+fn rooms_with(t: &Tally, bad: impl Fn(&RoomCount) -> bool) -> u64 {
+    t.rooms.iter().filter(|r| bad(r)).count() as u64
 }
 
 impl Report {
@@ -85,7 +110,13 @@ impl Report {
         let errors = log.count(Outcome::Refused) + log.count(Outcome::Broken);
         let unanswered = log.count(Outcome::InFlight);
         let unsent = log.count(Outcome::Unsent);
-        let (delivered, lost, unacked) = deliveries(t, log);
+        let d = deliveries(t, log);
+        let (delivered, lost, unacked) = (d.delivered, d.lost, d.unacked);
+        // Listeners of the rooms that got messages, per such room.
+        let publish_rooms = plan.rooms.min(a.rooms.max(1));
+        let per_room_listeners = (0..publish_rooms).map(|r| t.room(r).connected).sum::<u64>()
+            as f64
+            / f64::from(publish_rooms.max(1));
         let rss = |x: Option<u64>| x.map_or(Missing, Int);
         let per_listener = match (before.rss_kib, idle.rss_kib) {
             (Some(b), Some(i)) if t.connected > 0 => {
@@ -114,6 +145,12 @@ impl Report {
         };
         let cpu_run = match (idle.cpu_s, after.cpu_s) {
             (Some(b), Some(e)) if t.received > 0 => Float((e - b) * 1e6 / t.received as f64, 2),
+            _ => Missing,
+        };
+        // Per message acknowledged: the publish, the fan-out to its room,
+        // and whatever else the server did meanwhile.
+        let cpu_msg = match (idle.cpu_s, after.cpu_s) {
+            (Some(b), Some(e)) if acked > 0 => Float((e - b) * 1e6 / acked as f64, 2),
             _ => Missing,
         };
         let share = |cpu: Option<f64>| match (cpu, window) {
@@ -216,7 +253,17 @@ impl Report {
                 ),
                 ("ack_p50_ms", "publish answer p50 (ms)", ms(&ack, 0.50)),
                 ("ack_p99_ms", "publish answer p99 (ms)", ms(&ack, 0.99)),
-                ("expected", "expected", Int(acked * t.connected)),
+                (
+                    "rooms",
+                    "rooms (listeners spread over)",
+                    Int(u64::from(a.rooms.max(1))),
+                ),
+                (
+                    "publish_rooms",
+                    "rooms published in",
+                    Int(u64::from(publish_rooms)),
+                ),
+                ("expected", "expected", Int(d.expected)),
                 ("delivered", "delivered", Int(delivered)),
                 ("lost", "lost", Int(lost)),
                 ("duplicated", "duplicated", Int(t.duplicated)),
@@ -231,6 +278,13 @@ impl Report {
                     Int(unacked),
                 ),
                 ("foreign", "other messages (not ours)", Int(t.foreign)),
+                ("leaked", "another room's messages", Int(t.leaked)),
+                ("rooms_with_loss", "rooms with loss", Int(d.rooms_with_loss)),
+                (
+                    "rooms_with_dup_or_ooo",
+                    "rooms with dup or out-of-order",
+                    Int(rooms_with(t, |r| r.duplicated + r.out_of_order > 0)),
+                ),
                 (
                     "disconnected",
                     "listeners dropped mid-run",
@@ -284,7 +338,7 @@ impl Report {
                 (
                     "deliveries_per_s_offered",
                     "deliveries per s offered",
-                    Float(a.rate * t.connected as f64, 0),
+                    Float(a.rate * per_room_listeners, 0),
                 ),
                 ("deliveries_per_s", "deliveries per s", per_s),
                 ("server_cpu_s", "server CPU (s)", cpu),
@@ -292,6 +346,11 @@ impl Report {
                     "server_cpu_us_per_delivery",
                     "server CPU per delivery (µs)",
                     cpu_run,
+                ),
+                (
+                    "server_cpu_us_per_message",
+                    "server CPU per message (µs)",
+                    cpu_msg,
                 ),
                 ("loadgen_cpu_s", "loadgen CPU (s)", Float(own_cpu_s(), 2)),
                 (
@@ -360,16 +419,22 @@ mod tests {
             ..Tally::default()
         };
         for seq in [0, 1, 2] {
-            t.record(Seen::New, seq, 3_000, 1_000, 2_000);
+            t.record(0, Seen::New, seq, 3_000, 1_000, 2_000);
         }
-        t.record(Seen::New, 0, 3_000, 1_000, 2_000);
-        assert_eq!(deliveries(&t, &log), (3, 1, 1));
+        t.record(0, Seen::New, 0, 3_000, 1_000, 2_000);
+        t.rooms = vec![RoomCount {
+            connected: 2,
+            ..RoomCount::default()
+        }];
+        let d = deliveries(&t, &log);
+        assert_eq!((d.delivered, d.lost, d.unacked), (3, 1, 1));
         let json = Report::new(
             &Asked {
                 mode: Mode::Nchan,
                 listeners: 2,
                 rate: 100.0,
                 processes: 1,
+                rooms: 1,
             },
             &t,
             &log,
@@ -398,6 +463,87 @@ mod tests {
             "\"latency_from\":\"due\"",
             "\"server_busy_pct\":null,",
             "\"loadgen_busy_pct\":25",
+        ] {
+            assert!(json.contains(want), "{want} in {json}");
+        }
+    }
+
+    #[test]
+    fn loss_is_owed_per_room() {
+        // 6 messages over 3 rooms (message i in room i % 3), all
+        // acknowledged. Room 0: 2 listeners, room 1: 1, room 2: 3 listeners
+        // of which one misses message 5; room 1's listener gets 1 twice;
+        // a listener in room 3 (which gets no messages) sees 0: leaked.
+        let mut log = Log::new(Plan::new(6, 100.0, 1, Instant::now(), 1_000).with_rooms(3));
+        for i in 0..6 {
+            log.sent(i, 0, 2_000);
+            log.answered(i, 2_100, true);
+        }
+        let mut t = Tally::default();
+        for (room, n) in [(0, 2), (1, 1), (2, 3), (3, 1)] {
+            for _ in 0..n {
+                t.joined(room);
+            }
+        }
+        for seq in 0..6u32 {
+            let room = seq % 3;
+            let got = [2, 1, 3][room as usize] - u64::from(seq == 5);
+            for _ in 0..got {
+                t.record(room, Seen::New, seq, 3_000, 1_000, 2_000);
+            }
+        }
+        t.record(1, Seen::Duplicate, 1, 3_000, 1_000, 2_000);
+        t.leak(3);
+        let d = deliveries(&t, &log);
+        assert_eq!(
+            d,
+            Deliveries {
+                expected: 12,
+                delivered: 11,
+                lost: 1,
+                unacked: 0,
+                rooms_with_loss: 1,
+            }
+        );
+        assert_eq!(rooms_with(&t, |r| r.duplicated > 0), 1);
+        assert_eq!(rooms_with(&t, |r| r.leaked > 0), 1);
+        let json = Report::new(
+            &Asked {
+                mode: Mode::Watercooler,
+                listeners: 7,
+                rate: 100.0,
+                processes: 1,
+                rooms: 4,
+            },
+            &t,
+            &log,
+            &Sample {
+                rss_kib: None,
+                cpu_s: None,
+            },
+            &Sample {
+                rss_kib: None,
+                cpu_s: Some(1.0),
+            },
+            &Sample {
+                rss_kib: None,
+                cpu_s: Some(1.003),
+            },
+            None,
+        )
+        .json();
+        for want in [
+            "\"rooms\":4,",
+            "\"publish_rooms\":3,",
+            "\"expected\":12,",
+            "\"lost\":1,",
+            "\"leaked\":1,",
+            "\"rooms_with_loss\":1,",
+            "\"rooms_with_dup_or_ooo\":1,",
+            // 100/s × 2 listeners per published room on average.
+            "\"deliveries_per_s_offered\":200,",
+            // 3 ms over 6 messages.
+            "\"server_cpu_us_per_message\":500.00,",
         ] {
             assert!(json.contains(want), "{want} in {json}");
         }

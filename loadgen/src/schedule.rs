@@ -9,8 +9,10 @@
 //! first have left), how long answers took, and the publish rate the server
 //! acknowledged. Latency everywhere counts from the due time, so a server
 //! that answers publishes only after its fan-out cannot hide its queue by
-//! holding the publishers back (coordinated omission). Pure: no sockets and
-//! no clock reads; `engine.rs` passes the times in.
+//! holding the publishers back (coordinated omission). With rooms, message
+//! `i` is published in room `i % rooms` (round-robin over the rooms that get
+//! messages). Pure: no sockets and no clock reads; `engine.rs` passes the
+//! times in.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,8 @@ pub struct Plan {
     pub total: u32,
     rate: f64,
     pub publishers: u32,
+    /// Rooms that get messages (at least 1): message `i` goes to `i % rooms`.
+    pub rooms: u32,
     pub start: Instant,
     pub start_us: u64,
 }
@@ -33,9 +37,30 @@ impl Plan {
             total,
             rate: if rate > 0.0 { rate } else { 0.001 },
             publishers: publishers.clamp(1, u32::MAX as usize) as u32,
+            rooms: 1,
             start,
             start_us,
         }
+    }
+
+    /// The same plan with message `i` in room `i % rooms`.
+    pub fn with_rooms(mut self, rooms: u32) -> Plan {
+        self.rooms = rooms.max(1);
+        self
+    }
+
+    /// The room message `i` is published in.
+    pub fn room_of(&self, i: u32) -> u32 {
+        i % self.rooms
+    }
+
+    /// How many of the messages for which `pick` holds went to each room.
+    pub fn per_room(&self, pick: impl Fn(u32) -> bool) -> Vec<u64> {
+        let mut n = vec![0; self.rooms as usize];
+        for i in (0..self.total).filter(|&i| pick(i)) {
+            n[self.room_of(i) as usize] += 1;
+        }
+        n
     }
 
     /// Microseconds from the start to message `i`'s due time. Both clocks
@@ -137,6 +162,15 @@ impl Log {
 
     pub fn get(&self, i: u32) -> Option<&Sent> {
         self.msgs.get(i as usize)
+    }
+
+    /// Per room, the messages the server took or may have taken (acked or
+    /// still in flight): what that room's listeners wait for.
+    pub fn owed_per_room(&self) -> Vec<u64> {
+        self.plan.per_room(|i| {
+            self.get(i)
+                .is_some_and(|m| matches!(m.outcome, Outcome::Acked | Outcome::InFlight))
+        })
     }
 
     pub fn count(&self, o: Outcome) -> u64 {
@@ -278,6 +312,29 @@ mod tests {
         log.broken(5);
         assert_eq!(log.count(Outcome::Broken), 1);
         assert_eq!(log.get(5).map(|m| m.ready_us), Some(due(5)));
+    }
+
+    #[test]
+    fn messages_go_round_robin_over_the_rooms() {
+        let p = plan(10, 100.0, 4).with_rooms(3);
+        let rooms: Vec<u32> = (0..10).map(|i| p.room_of(i)).collect();
+        assert_eq!(rooms, [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]);
+        assert_eq!(p.per_room(|_| true), [4, 3, 3]);
+        assert_eq!(p.per_room(|i| i % 2 == 0), [2, 1, 2]);
+        // No rooms asked: one room, every message in it.
+        assert_eq!(plan(5, 1.0, 1).per_room(|_| true), [5]);
+        assert_eq!(plan(5, 1.0, 1).with_rooms(0).room_of(4), 0);
+        // Owed: acknowledged or in flight; refused, broken and unsent not.
+        let mut log = Log::new(p);
+        for i in 0..6 {
+            log.sent(i, 0, 1_000_000);
+        }
+        log.answered(0, 1_000_100, true);
+        log.answered(1, 1_000_100, true);
+        log.answered(2, 1_000_100, false);
+        log.broken(3);
+        // 4 and 5 in flight, 6..9 never sent.
+        assert_eq!(log.owed_per_room(), [1, 2, 1]);
     }
 
     #[test]

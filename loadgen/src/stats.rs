@@ -299,6 +299,34 @@ impl Fanout {
     }
 }
 
+/// One room's listeners in one process: how many connected and dropped,
+/// and what they received of the room's own messages (a listener expects
+/// exactly its room's messages; another room's are counted as leaked).
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RoomCount {
+    pub connected: u64,
+    pub disconnected: u64,
+    pub distinct: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub leaked: u64,
+}
+
+impl RoomCount {
+    fn add(&mut self, o: &RoomCount) {
+        self.connected += o.connected;
+        self.disconnected += o.disconnected;
+        self.distinct += o.distinct;
+        self.duplicated += o.duplicated;
+        self.out_of_order += o.out_of_order;
+        self.leaked += o.leaked;
+    }
+
+    pub fn alive(&self) -> u64 {
+        self.connected.saturating_sub(self.disconnected)
+    }
+}
+
 /// Counts from the listener side of one process.
 #[derive(Default, Clone)]
 pub struct Tally {
@@ -314,6 +342,10 @@ pub struct Tally {
     pub out_of_order: u64,
     /// Message events whose text is not one of ours (other chatters).
     pub foreign: u64,
+    /// Our messages that reached a listener of another room: never allowed.
+    pub leaked: u64,
+    /// Per room (index = room number), for the listeners of this process.
+    pub rooms: Vec<RoomCount>,
     pub first_rx_us: u64,
     pub last_rx_us: u64,
     /// Due time to receipt, one sample per delivery, duplicates included.
@@ -326,10 +358,70 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// One arrival of message `seq`, due at `due_us`, sent at `sent_us`,
-    /// read at `now_us`.
-    pub fn record(&mut self, seen: Seen, seq: u32, now_us: u64, due_us: u64, sent_us: u64) {
+    pub fn room_mut(&mut self, room: u32) -> &mut RoomCount {
+        let i = room as usize;
+        if i >= self.rooms.len() {
+            self.rooms.resize(i + 1, RoomCount::default());
+        }
+        &mut self.rooms[i]
+    }
+
+    pub fn room(&self, room: u32) -> RoomCount {
+        self.rooms.get(room as usize).copied().unwrap_or_default()
+    }
+
+    /// A listener of `room` has its stream.
+    pub fn joined(&mut self, room: u32) {
+        self.connected += 1;
+        self.room_mut(room).connected += 1;
+    }
+
+    /// A listener of `room` lost its stream mid-run.
+    pub fn left(&mut self, room: u32) {
+        self.disconnected += 1;
+        self.room_mut(room).disconnected += 1;
+    }
+
+    /// A listener of `room` received one of our messages that belongs to
+    /// another room.
+    pub fn leak(&mut self, room: u32) {
+        self.leaked += 1;
+        self.room_mut(room).leaked += 1;
+    }
+
+    /// The distinct deliveries this process's live listeners owe, when
+    /// `owed[r]` messages of room `r` were published (rooms past the end of
+    /// `owed` got none).
+    pub fn owed_deliveries(&self, owed: &[u64]) -> u64 {
+        self.rooms
+            .iter()
+            .zip(owed)
+            .map(|(r, &n)| r.alive() * n)
+            .sum()
+    }
+
+    /// One arrival at a listener of `room` of message `seq` (of that room),
+    /// due at `due_us`, sent at `sent_us`, read at `now_us`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &mut self,
+        room: u32,
+        seen: Seen,
+        seq: u32,
+        now_us: u64,
+        due_us: u64,
+        sent_us: u64,
+    ) {
         self.received += 1;
+        let r = self.room_mut(room);
+        match seen {
+            Seen::New => r.distinct += 1,
+            Seen::Late => {
+                r.distinct += 1;
+                r.out_of_order += 1;
+            }
+            Seen::Duplicate => r.duplicated += 1,
+        }
         match seen {
             Seen::New => self.distinct += 1,
             Seen::Late => {
@@ -360,6 +452,10 @@ impl Tally {
         self.duplicated += o.duplicated;
         self.out_of_order += o.out_of_order;
         self.foreign += o.foreign;
+        self.leaked += o.leaked;
+        for (i, r) in o.rooms.iter().enumerate() {
+            self.room_mut(i as u32).add(r);
+        }
         if o.first_rx_us != 0 && (self.first_rx_us == 0 || o.first_rx_us < self.first_rx_us) {
             self.first_rx_us = o.first_rx_us;
         }
@@ -372,11 +468,54 @@ impl Tally {
     /// One line, `STATS key=value ...`, for a child to print to its parent.
     pub fn encode(&self) -> String {
         format!(
-            "STATS connected={} failed={} connect_errors={} disconnected={} connect_s={} received={} distinct={} duplicated={} out_of_order={} foreign={} first_rx_us={} last_rx_us={} latency={} latency_send={} fanout={}",
+            "STATS connected={} failed={} connect_errors={} disconnected={} connect_s={} received={} distinct={} duplicated={} out_of_order={} foreign={} leaked={} first_rx_us={} last_rx_us={} latency={} latency_send={} fanout={} rooms={}",
             self.connected, self.failed, self.connect_errors, self.disconnected, self.connect_s,
-            self.received, self.distinct, self.duplicated, self.out_of_order, self.foreign,
-            self.first_rx_us, self.last_rx_us, self.latency.encode(), self.latency_send.encode(), self.fanout.encode()
+            self.received, self.distinct, self.duplicated, self.out_of_order, self.foreign, self.leaked,
+            self.first_rx_us, self.last_rx_us, self.latency.encode(), self.latency_send.encode(), self.fanout.encode(),
+            self.encode_rooms()
         )
+    }
+
+    /// `room:connected:disconnected:distinct:duplicated:out_of_order:leaked`
+    /// for each room with listeners here, joined by commas.
+    fn encode_rooms(&self) -> String {
+        let parts: Vec<String> = self
+            .rooms
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| **r != RoomCount::default())
+            .map(|(i, r)| {
+                format!(
+                    "{i}:{}:{}:{}:{}:{}:{}",
+                    r.connected, r.disconnected, r.distinct, r.duplicated, r.out_of_order, r.leaked
+                )
+            })
+            .collect();
+        parts.join(",")
+    }
+
+    fn decode_rooms(text: &str) -> Option<Vec<RoomCount>> {
+        let mut t = Tally::default();
+        for p in text.split(',').filter(|p| !p.is_empty()) {
+            let v: Vec<u64> = p
+                .split(':')
+                .map(|x| x.parse().ok())
+                .collect::<Option<_>>()?;
+            let [i, connected, disconnected, distinct, duplicated, out_of_order, leaked] = v[..]
+            else {
+                return None;
+            };
+            let i = u32::try_from(i).ok().filter(|&i| i < 1 << 24)?;
+            t.room_mut(i).add(&RoomCount {
+                connected,
+                disconnected,
+                distinct,
+                duplicated,
+                out_of_order,
+                leaked,
+            });
+        }
+        Some(t.rooms)
     }
 
     /// `None` unless `line` is a whole `STATS` line whose sequence numbers
@@ -396,6 +535,8 @@ impl Tally {
             duplicated: n("duplicated")?,
             out_of_order: n("out_of_order")?,
             foreign: n("foreign")?,
+            leaked: n("leaked")?,
+            rooms: Tally::decode_rooms(kv.get("rooms")?)?,
             first_rx_us: n("first_rx_us")?,
             last_rx_us: n("last_rx_us")?,
             latency: Histogram::decode(kv.get("latency")?)?,
@@ -412,8 +553,24 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// utime + stime of a process, seconds.
+/// CPU time of a process, seconds: the sum of its threads' on-CPU time in
+/// nanoseconds (`/proc/PID/task/*/schedstat`), or else utime + stime in
+/// clock ticks (10 ms here, too coarse for a run of a few thousand
+/// deliveries).
 pub fn cpu_s(pid: u32) -> Option<f64> {
+    schedstat_s(pid).or_else(|| ticks_s(pid))
+}
+
+fn schedstat_s(pid: u32) -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let s = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    (ns > 0).then_some(ns as f64 / 1e9)
+}
+
+fn ticks_s(pid: u32) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which may hold spaces and parentheses.
     let rest = &s[s.rfind(')')? + 2..];
@@ -522,8 +679,8 @@ mod tests {
             ..Tally::default()
         };
         // Message 0 due at 1000, sent at 1200; message 2 due and sent at 1000.
-        t.record(Seen::New, 0, 2000, 1000, 1200);
-        t.record(Seen::New, 2, 2500, 1000, 1000);
+        t.record(0, Seen::New, 0, 2000, 1000, 1200);
+        t.record(0, Seen::New, 2, 2500, 1000, 1000);
         let u = Tally::decode(&t.encode(), 3).unwrap();
         assert_eq!((u.connected, u.distinct, u.latency.max), (3, 2, 1500));
         assert_eq!(
@@ -543,13 +700,13 @@ mod tests {
         // process's listeners at 1300 and 1900, the other's at 1500 and 2200.
         let mut a = Tally::default();
         let mut b = Tally::default();
-        a.record(Seen::New, 0, 1300, 1000, 1000);
-        a.record(Seen::New, 0, 1900, 1000, 1000);
-        a.record(Seen::New, 1, 5100, 5000, 5000);
-        b.record(Seen::New, 0, 1500, 1000, 1000);
-        b.record(Seen::New, 0, 2200, 1000, 1000);
+        a.record(0, Seen::New, 0, 1300, 1000, 1000);
+        a.record(0, Seen::New, 0, 1900, 1000, 1000);
+        a.record(0, Seen::New, 1, 5100, 5000, 5000);
+        b.record(0, Seen::New, 0, 1500, 1000, 1000);
+        b.record(0, Seen::New, 0, 2200, 1000, 1000);
         // A duplicate arrives later but is not a delivery to a new listener.
-        b.record(Seen::Duplicate, 0, 9000, 1000, 1000);
+        b.record(0, Seen::Duplicate, 0, 9000, 1000, 1000);
         a.merge(&Tally::decode(&b.encode(), 2).unwrap());
         let spans: Vec<_> = a.fanout.spans.clone();
         assert_eq!(
@@ -577,6 +734,81 @@ mod tests {
         assert_eq!(a.fanout.spread().quantile(1.0), 900);
         assert_eq!(a.fanout.get(0).map(|s| s.count), Some(4));
         assert_eq!(a.fanout.get(7), None);
+    }
+
+    #[test]
+    fn rooms_are_counted_apart_and_round_trip() {
+        // Two listener processes, three rooms, messages in room i % 3.
+        // Process a: two listeners in room 0, one in room 1 (later dropped);
+        // process b: one in room 0, one in room 2.
+        let mut a = Tally::default();
+        let mut b = Tally::default();
+        for room in [0, 0, 1] {
+            a.joined(room);
+        }
+        b.joined(0);
+        b.joined(2);
+        // Room 0 gets 0 and 3, room 1 gets 1; 3 reaches one room-0
+        // listener of a twice and one after 0 (fine: new); 4 (room 1's)
+        // also reaches a room-2 listener: a leak.
+        a.record(0, Seen::New, 0, 1_100, 1_000, 1_000);
+        a.record(0, Seen::New, 0, 1_200, 1_000, 1_000);
+        a.record(0, Seen::New, 3, 4_100, 4_000, 4_000);
+        a.record(0, Seen::Duplicate, 3, 4_300, 4_000, 4_000);
+        a.record(1, Seen::New, 1, 2_100, 2_000, 2_000);
+        a.left(1);
+        b.record(0, Seen::Late, 0, 1_500, 1_000, 1_000);
+        b.leak(2);
+        let mut m = a.clone();
+        m.merge(&Tally::decode(&b.encode(), 5).unwrap());
+        let again = Tally::decode(&m.encode(), 5).unwrap();
+        for t in [&m, &again] {
+            assert_eq!((t.connected, t.disconnected, t.leaked), (5, 1, 1));
+            assert_eq!(
+                t.room(0),
+                RoomCount {
+                    connected: 3,
+                    distinct: 4,
+                    duplicated: 1,
+                    out_of_order: 1,
+                    ..RoomCount::default()
+                }
+            );
+            assert_eq!(
+                t.room(1),
+                RoomCount {
+                    connected: 1,
+                    disconnected: 1,
+                    distinct: 1,
+                    ..RoomCount::default()
+                }
+            );
+            assert_eq!(t.room(2).leaked, 1);
+            assert_eq!(t.room(2).distinct, 0);
+            assert_eq!(t.room(9), RoomCount::default());
+            // Room 0 owes 2 messages to 3 listeners, room 1 one to none
+            // left alive, room 2 one to one listener.
+            assert_eq!(t.owed_deliveries(&[2, 1, 1]), 7);
+            // Rooms past the end of `owed` got no messages.
+            assert_eq!(t.owed_deliveries(&[2]), 6);
+            assert_eq!(t.fanout.get(0).map(|s| s.count), Some(3));
+        }
+        // A tally without rooms (one room, the URL as given) round-trips.
+        let plain = Tally::default();
+        assert!(Tally::decode(&plain.encode(), 1).unwrap().rooms.is_empty());
+    }
+
+    #[test]
+    fn room_counts_refuse_bad_entries() {
+        assert!(Tally::decode_rooms("0:1:0:2:0:0:0,7:1:1:0:0:0:3").is_some());
+        for bad in [
+            "0:1:0:2:0:0",
+            "0:1:0:2:0:0:0:9",
+            "x:1:0:2:0:0:0",
+            "99999999:1:0:0:0:0:0",
+        ] {
+            assert!(Tally::decode_rooms(bad).is_none(), "{bad}");
+        }
     }
 
     #[test]

@@ -5,14 +5,15 @@
 //! send and answer is written to the `Log`; the timer wakes the loop at the
 //! next due time. A connection that breaks is reopened (with backoff after
 //! failed connects; publishing stops after `PUB_GIVE_UP` in a row), and its
-//! request in flight is counted as broken, not resent.
+//! request in flight is counted as broken, not resent. With rooms, message
+//! `i` goes to the publish URL with `{room}` replaced by room `i % rooms`.
 
 use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
 
 use super::{Engine, Mode, PUB_BASE, TIMER};
-use crate::conn::{connect_from, parse_head, Body, Stamp, Target, Transport};
+use crate::conn::{connect_from, parse_head, room_path, Body, Stamp, Target, Transport};
 use crate::schedule::{Log, Plan};
 use crate::stats::unix_micros;
 use crate::timer::Timer;
@@ -90,7 +91,8 @@ impl Engine {
     /// round-robin over the publisher connections; none leaves later than
     /// `grace` after the last one was due.
     pub fn start_publishing(&mut self, total: u32, rate: f64, size: usize, grace: Duration) {
-        let plan = Plan::new(total, rate, self.pubs.len(), Instant::now(), unix_micros());
+        let plan = Plan::new(total, rate, self.pubs.len(), Instant::now(), unix_micros())
+            .with_rooms(self.publish_rooms);
         for (j, p) in self.pubs.iter_mut().enumerate() {
             p.next = plan.first_of(j);
         }
@@ -307,17 +309,18 @@ impl Engine {
             while text.len() < s.size {
                 text.push('x');
             }
+            let path = room_path(&target.path, plan.room_of(i));
             let req = match self.mode {
                 Mode::Watercooler => {
                     let body = format!("message={}", text.replace(' ', "%20"));
                     format!(
                         "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{}",
-                        target.path, target.authority, body.len(), body
+                        path, target.authority, body.len(), body
                     )
                 }
                 Mode::Nchan => format!(
                     "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{}",
-                    target.path, target.authority, text.len(), text
+                    path, target.authority, text.len(), text
                 ),
             };
             p.next = plan.after(i);
