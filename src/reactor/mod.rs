@@ -36,6 +36,7 @@ use crate::cli::Options;
 use crate::conn::{Env, Ready, Step};
 use crate::http::response::DateCache;
 use crate::room;
+use crate::service::health::Phase;
 use crate::service::listeners::Listener;
 use crate::service::stats::Stats;
 use crate::service::{Config, Service};
@@ -273,10 +274,10 @@ impl Server {
         for key in due {
             match key {
                 Key::Socket(t) => {
-                    let fired = self
-                        .sockets
-                        .get_mut(t)
-                        .is_some_and(|slot| slot.deadline.fired(now, &mut self.timers, key));
+                    let fired = self.sockets.get_mut(t).is_some_and(|slot| {
+                        let at = slot.socket.deadline();
+                        slot.deadline.fired(at, now, &mut self.timers, key)
+                    });
                     if fired {
                         self.with_socket(t, now, |s, cx| s.expired(cx));
                     }
@@ -295,7 +296,9 @@ impl Server {
                 // Dials and the cluster wait are looked at every turn; the
                 // entry only wakes the loop.
                 Key::Bus => {
-                    self.bus_deadline.fired(now, &mut self.timers, key);
+                    let serving = self.service.phase != Phase::Starting;
+                    let at = self.bus.next_deadline(serving);
+                    self.bus_deadline.fired(at, now, &mut self.timers, key);
                 }
                 Key::Accept => {
                     self.accept_paused = false;

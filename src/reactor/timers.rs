@@ -67,13 +67,14 @@ impl Timers {
 /// entry fires, finds the deadline not yet due, and re-queues it then.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Deadline {
-    pub at: Option<Instant>,
+    /// The earliest entry queued for it (the deadline itself is its
+    /// owner's, asked again when an entry fires).
     queued: Option<Instant>,
 }
 
 impl Deadline {
+    /// The owner's deadline is now `at`.
     pub fn set(&mut self, at: Option<Instant>, timers: &mut Timers, key: Key) {
-        self.at = at;
         if let Some(at) = at {
             if self.queued.is_none_or(|q| q > at) {
                 timers.schedule(at, key);
@@ -82,13 +83,19 @@ impl Deadline {
         }
     }
 
-    /// Called when a queued entry fires: true if the deadline has passed.
-    /// Otherwise re-queues the entry for the current deadline.
-    pub fn fired(&mut self, now: Instant, timers: &mut Timers, key: Key) -> bool {
+    /// Called when a queued entry fires, with the owner's deadline now:
+    /// true if it has passed. Otherwise re-queues the entry for it.
+    pub fn fired(
+        &mut self,
+        at: Option<Instant>,
+        now: Instant,
+        timers: &mut Timers,
+        key: Key,
+    ) -> bool {
         if self.queued.is_some_and(|q| q <= now) {
             self.queued = None;
         }
-        match self.at {
+        match at {
             Some(at) if at <= now => true,
             Some(at) => {
                 if self.queued.is_none() {
@@ -115,17 +122,18 @@ mod tests {
         let mut t = Timers::default();
         let mut d = Deadline::default();
         let t0 = Instant::now();
+        let at = Some(t0 + Duration::from_secs(5));
         d.set(Some(t0 + Duration::from_secs(1)), &mut t, A);
-        d.set(Some(t0 + Duration::from_secs(5)), &mut t, A);
+        d.set(at, &mut t, A);
         assert_eq!(t.len(), 1);
         let mut due = Vec::new();
         t.expire(t0 + Duration::from_secs(1), &mut due);
         assert_eq!(due, [A]);
-        assert!(!d.fired(t0 + Duration::from_secs(1), &mut t, A));
+        assert!(!d.fired(at, t0 + Duration::from_secs(1), &mut t, A));
         assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(5)));
         due.clear();
         t.expire(t0 + Duration::from_secs(5), &mut due);
-        assert!(d.fired(t0 + Duration::from_secs(5), &mut t, A));
+        assert!(d.fired(at, t0 + Duration::from_secs(5), &mut t, A));
     }
 
     #[test]
@@ -137,6 +145,6 @@ mod tests {
         d.set(Some(t0 + Duration::from_secs(1)), &mut t, B);
         assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(1)));
         d.set(None, &mut t, B);
-        assert!(!d.fired(t0 + Duration::from_secs(9), &mut t, B));
+        assert!(!d.fired(None, t0 + Duration::from_secs(9), &mut t, B));
     }
 }

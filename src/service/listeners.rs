@@ -1,10 +1,10 @@
 //! Who listens: every open SSE stream as a (connection, stream) pair, so one
 //! HTTP/2 connection can carry many listeners and an HTTP/1.1 connection
 //! carries one (stream 0), each following one or more rooms. Listeners live
-//! in a slab (a stream keeps its key to leave), in a dense list of all (for
-//! heartbeats and presence) and in a dense list per room (for messages), so
-//! a message costs its room's listeners and nothing per other room. Leaving
-//! is O(rooms followed): swap-remove, and the moved entry learns its place.
+//! in a slab (a stream keeps its key to leave; heartbeats and presence walk
+//! it) and in a dense list per room (for messages), so a message costs its
+//! room's listeners and nothing per other room. Leaving is O(rooms
+//! followed): swap-remove, and the moved entry learns its place.
 
 use mio::Token;
 use slab::Slab;
@@ -21,49 +21,52 @@ pub struct Listener {
 /// A listener's key in the registry, kept by its connection to leave.
 pub type ListenerKey = usize;
 
+/// A room a listener follows and its place in that room's list. Indices are
+/// u32: an idle listener should cost as little as it can.
+type Place = (u32, u32);
+
 struct Entry {
     listener: Listener,
-    /// Its index in `all`.
-    at: usize,
-    /// Each room it follows and its index in that room's list: the first
-    /// inline (most streams follow one room: no allocation), the rest after.
-    first: (RoomId, usize),
-    more: Vec<(RoomId, usize)>,
+    /// The first room it follows inline (most streams follow one: no
+    /// allocation), the rest in a box.
+    first: Place,
+    // A thin box (8 bytes) rather than a Vec (24) or a boxed slice (16):
+    // every listener pays for this field, few use it.
+    #[allow(clippy::box_collection)]
+    more: Option<Box<Vec<Place>>>,
 }
 
 impl Entry {
-    fn places_mut(&mut self) -> impl Iterator<Item = &mut (RoomId, usize)> {
-        std::iter::once(&mut self.first).chain(self.more.iter_mut())
+    fn places_mut(&mut self) -> impl Iterator<Item = &mut Place> {
+        std::iter::once(&mut self.first).chain(self.more.iter_mut().flat_map(|m| m.iter_mut()))
     }
 }
 
 #[derive(Default)]
 pub struct Listeners {
     entries: Slab<Entry>,
-    all: Vec<ListenerKey>,
-    /// Indexed by room id (the rooms' slab keys, so dense).
-    by_room: Vec<Vec<ListenerKey>>,
+    /// Keys of `entries` per room, indexed by room id (the rooms' slab
+    /// keys, so dense).
+    by_room: Vec<Vec<u32>>,
 }
 
 impl Listeners {
     /// Adds a listener of `rooms` (at least one).
     pub fn add(&mut self, listener: Listener, rooms: &[RoomId]) -> ListenerKey {
         let key = self.entries.vacant_key();
-        let mut places = Vec::new();
+        let mut places = Vec::with_capacity(rooms.len());
         for &room in rooms {
             if self.by_room.len() <= room {
                 self.by_room.resize_with(room + 1, Vec::new);
             }
             let list = &mut self.by_room[room];
-            places.push((room, list.len()));
-            list.push(key);
+            places.push((room as u32, list.len() as u32));
+            list.push(key as u32);
         }
-        self.all.push(key);
-        let first = places.first().copied().unwrap_or((usize::MAX, 0));
-        let more = places.get(1..).map(<[_]>::to_vec).unwrap_or_default();
+        let first = places.first().copied().unwrap_or((u32::MAX, 0));
+        let more = (places.len() > 1).then(|| Box::new(places[1..].to_vec()));
         self.entries.insert(Entry {
             listener,
-            at: self.all.len() - 1,
             first,
             more,
         })
@@ -72,27 +75,25 @@ impl Listeners {
     /// Forgets `key`; returns the rooms it followed (none if it was not,
     /// or no longer, a listener).
     pub fn remove(&mut self, key: ListenerKey) -> Vec<RoomId> {
-        let Some(entry) = self.entries.try_remove(key) else {
+        let Some(mut entry) = self.entries.try_remove(key) else {
             return Vec::new();
         };
-        self.all.swap_remove(entry.at);
-        if let Some(&moved) = self.all.get(entry.at) {
-            if let Some(e) = self.entries.get_mut(moved) {
-                e.at = entry.at;
-            }
-        }
-        let mut left = Vec::with_capacity(1 + entry.more.len());
-        let places = std::iter::once(entry.first).chain(entry.more);
-        for (room, at) in places.filter(|p| p.0 != usize::MAX) {
-            left.push(room);
-            let Some(list) = self.by_room.get_mut(room) else {
+        let places: Vec<Place> = entry.places_mut().map(|p| *p).collect();
+        let mut left = Vec::with_capacity(places.len());
+        for (room, at) in places.into_iter().filter(|p| p.0 != u32::MAX) {
+            left.push(room as RoomId);
+            let Some(list) = self.by_room.get_mut(room as usize) else {
                 continue;
             };
+            let at = at as usize;
+            if at >= list.len() {
+                continue;
+            }
             list.swap_remove(at);
             if let Some(&moved) = list.get(at) {
-                if let Some(e) = self.entries.get_mut(moved) {
+                if let Some(e) = self.entries.get_mut(moved as usize) {
                     if let Some(place) = e.places_mut().find(|p| p.0 == room) {
-                        place.1 = at;
+                        place.1 = at as u32;
                     }
                 }
             }
@@ -104,18 +105,16 @@ impl Listeners {
     }
 
     pub fn len(&self) -> usize {
-        self.all.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.all.is_empty()
+        self.entries.is_empty()
     }
 
     /// Every listener (heartbeats, presence, shutdown).
     pub fn iter(&self) -> impl Iterator<Item = Listener> + '_ {
-        self.all
-            .iter()
-            .filter_map(|&k| self.entries.get(k).map(|e| e.listener))
+        self.entries.iter().map(|(_, e)| e.listener)
     }
 
     /// The listeners following `room`.
@@ -124,7 +123,7 @@ impl Listeners {
             .get(room)
             .into_iter()
             .flatten()
-            .filter_map(|&k| self.entries.get(k).map(|e| e.listener))
+            .filter_map(|&k| self.entries.get(k as usize).map(|e| e.listener))
     }
 
     /// How many follow `room`.
@@ -152,7 +151,7 @@ mod tests {
         let c = ls.add(l(2, 3), &[3]);
         assert_eq!(ls.remove(a), [0]);
         assert!(ls.remove(a).is_empty());
-        assert_eq!(ls.iter().collect::<Vec<_>>(), [l(2, 3), l(2, 1)]);
+        assert_eq!(ls.iter().collect::<Vec<_>>(), [l(2, 1), l(2, 3)]);
         assert_eq!(ls.in_room(0).collect::<Vec<_>>(), [l(2, 1)]);
         assert_eq!(ls.in_room(3).collect::<Vec<_>>(), [l(2, 1), l(2, 3)]);
         assert_eq!(ls.remove(c), [3]);
