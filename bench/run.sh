@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: watercooler against nchan (nginx pub/sub), issues 5,
-# 11 and 13.
+# 11, 12 and 13.
 #
-#   bench/run.sh                 every scenario (a-g, r), ~4 minutes
+#   bench/run.sh                 every scenario (a-h, r), ~5 minutes
 #   bench/run.sh a b             only these scenarios
 #   bench/run.sh --quick         listener and message counts / 10 (smoke run)
 #   WC_BIN=/path/to/watercooler bench/run.sh a g
@@ -13,7 +13,9 @@
 # for every scenario (loopback only, server pinned to core 0, loadgen to
 # core 1; f runs 1,000 then 100 listeners on one cluster, recorded as f and
 # f100; r, watercooler only, runs five rooms configurations recorded as r1,
-# r1000, r10, r1000one and r1000all), prints one table and appends the raw loadgen JSON lines to
+# r1000, r10, r1000one and r1000all; h, watercooler only, runs SSE over
+# HTTP/2 and over TLS HTTP/1.1, recorded as servers watercooler-h2 and
+# watercooler-h1), prints one table and appends the raw loadgen JSON lines to
 # bench/results/DATE.jsonl. Latency counts from each message's due time.
 set -euo pipefail
 
@@ -30,12 +32,12 @@ SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
         --quick) SCALE=10 ;;
-        a|b|c|d|e|f|g|r) SCENARIOS+=("$arg") ;;
-        -h|--help) sed -n 2,18p "$0"; exit 0 ;;
-        *) echo "run.sh: unknown argument $arg (scenarios a-g and r, --quick)" >&2; exit 2 ;;
+        a|b|c|d|e|f|g|h|r) SCENARIOS+=("$arg") ;;
+        -h|--help) sed -n 2,19p "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg (scenarios a-h and r, --quick)" >&2; exit 2 ;;
     esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g r)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g h r)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -352,6 +354,31 @@ scenario_r() {
     rooms_run r10 1 1 10 "$(n "$m1" 20)" "$R_ONE_RATE"
     rooms_run r1000one "$(n 1000)" 1 "$(n 10000)" "$(n "$m1" 20)" "$R_ONE_RATE"
     rooms_run r1000all "$(n 1000)" "$(n 1000)" "$(n 10000)" "$(n "$m1" 20)" "$R_ONE_RATE"
+}
+
+# (h) SSE over HTTP/2, issue 12: 5,000 listeners as 50 TLS connections x
+# 100 streams (ALPN h2) against 5,000 TLS HTTP/1.1 listeners, the same
+# messages, each on a fresh node: RSS per listener, server CPU per delivery,
+# p99 from the due time and loss side by side. Watercooler only (nchan's SSE
+# over HTTP/2 is broken, nchan#576). No publish rate limit and no backlog, so
+# that every listener gets exactly the run's messages.
+H_CONNS=${H_CONNS:-50}
+H_STREAMS=${H_STREAMS:-100}
+H_MESSAGES=${H_MESSAGES:-100}
+H_RATE=${H_RATE:-20}
+h_run() { # h_run SERVER-LABEL [loadgen flags...]
+    local srv=$1; shift
+    start_wc "h-$srv" --cert "$WORK/cert.pem" --key "$WORK/key.pem" --publish-rate 0 --backlog 0
+    loadgen h "$srv" --mode watercooler --listen "$WC_HTTPS/listen" --publish "$WC_HTTP/publish" \
+        --listeners "$(n $((H_CONNS * H_STREAMS)) "$H_STREAMS")" --messages "$(n "$H_MESSAGES" 20)" \
+        --rate "$H_RATE" --server-pid "$WC_PID" --idle-s 3 --connect-timeout-s 120 \
+        --drain-timeout-s 30 "$@"
+    server_errors "$WORK/h-$srv.err"
+    stop_all
+}
+scenario_h() {
+    h_run watercooler-h2 --h2 --streams-per-conn "$H_STREAMS"
+    h_run watercooler-h1
 }
 
 T0=$SECONDS

@@ -208,6 +208,76 @@ TITLES = {
 }
 
 
+def h2_table(recs):
+    """(h), issue 12: SSE over HTTP/2 against TLS HTTP/1.1, watercooler only,
+    in a table of its own (its columns are protocols, not servers)."""
+    h2, h1 = recs.get(("h", "watercooler-h2")), recs.get(("h", "watercooler-h1"))
+    if h2 is None and h1 is None:
+        return []
+    streams = (get(h2, "h2_streams_per_conn") or 0) if h2 else 0
+    conns = (-(-h2["listeners_requested"] // streams) if streams and get(h2, "listeners_requested") else None)
+    title = (f"(h) SSE, {fmt(get(h2, 'listeners_requested') or get(h1, 'listeners_requested'))} listeners, "
+             f"{fmt(get(h2, 'offered') or get(h1, 'offered'))} msgs @ "
+             f"{fmt(get(h2, 'publish_rate_target') or get(h1, 'publish_rate_target'))}/s")
+    h2_col = f"HTTP/2 ({conns:,} conn × {streams:,} streams)" if conns else "HTTP/2"
+    lines = ["", f"| scenario | metric | {h2_col} | TLS HTTP/1.1 | h2 / h1 | target | met |",
+             "| --- | --- | ---: | ---: | ---: | --- | --- |"]
+    for rec, name in ((h2, "HTTP/2"), (h1, "TLS HTTP/1.1")):
+        if rec is not None and "error" in rec:
+            lines.append(f"| {title} | **{name} failed** | {rec['error']} | | | | |")
+
+    def no_loss(r):
+        return r["lost"] == 0 and r["duplicated"] == 0 and r["out_of_order"] == 0 and all_connected(r)
+
+    def both(check):
+        def f(a, b):
+            ok = [check(r) for r in (a, b) if get(r, "mode") is not None]
+            return all(ok) if ok else None
+        return f
+
+    def quarter(a, b):
+        x, y = get(a, "server_cpu_us_per_delivery"), get(b, "server_cpu_us_per_delivery")
+        return None if x is None or not y else x <= 0.25 * y
+
+    def rss_512(a, b):
+        x = get(a, "rss_per_listener_bytes")
+        return None if x is None else x <= 512
+
+    rows = [
+        ("listeners connected", lambda r: f"{r['listeners_connected']:,}/{r['listeners_requested']:,}"
+         + (f" ({r['connect_errors']} retried)" if r.get("connect_errors") else ""), 0, "all",
+         both(all_connected)),
+        ("connect time (s)", "connect_time_s", 2, "", None),
+        ("server RSS idle (KiB)", "server_rss_idle_kib", 0, "", None),
+        ("RSS per listener (B)", "rss_per_listener_bytes", 0, "h2 ≤ 512 (a stream, with 1/S of its connection)",
+         rss_512),
+        ("published / offered", lambda r: f"{r['published']:,} / {r['offered']:,}", 0, "", None),
+        ("deliveries", "delivered", 0, "", None),
+        ("lost / dup / out-of-order", lambda r: f"{r['lost']:,} / {r['duplicated']:,} / {r['out_of_order']:,}", 0,
+         "0 loss", both(no_loss)),
+        ("latency p50 (ms)", "latency_p50_ms", 2, "", None),
+        ("latency p99 (ms)", "latency_p99_ms", 2, "", None),
+        ("latency max (ms)", "latency_max_ms", 2, "", None),
+        ("fan-out spread p99 (ms)", "spread_p99_ms", 2, "", None),
+        ("server CPU µs/delivery", "server_cpu_us_per_delivery", 2, "h2 ≤ ¼ of h1", quarter),
+        ("server CPU (% of a core)", "server_busy_pct", 0, "", None),
+        ("loadgen CPU (% of a core)", "loadgen_busy_pct", 0, "", None),
+    ]
+    first = True
+    for label, key, digits, target, check in rows:
+        met = None
+        if check is not None:
+            try:
+                met = check(h2, h1)
+            except (KeyError, TypeError):
+                met = None
+        mcell = "" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {title if first else ''} | {label} | {cell(h2, key, digits)} | {cell(h1, key, digits)} | "
+                     f"{ratio(get(h2, key), get(h1, key))} | {target} | {mcell} |")
+        first = False
+    return lines
+
+
 def main():
     path = sys.argv[1]
     run, recs = load(path, sys.argv[2] if len(sys.argv) > 2 else None)
@@ -265,6 +335,7 @@ def main():
             if rec is not None and "na" in rec:
                 lines.append(f"| | {name} n/a | | {rec['na']} | | | |")
     lines += rooms_summary(recs)
+    lines += h2_table(recs)
     print("\n".join(lines))
 
 

@@ -140,13 +140,19 @@ pub fn connect_from(src: Option<Ipv4Addr>, dst: SocketAddrV4) -> io::Result<TcpS
 }
 
 pub fn tls_config() -> Result<Arc<ClientConfig>, String> {
+    tls_config_alpn(&[])
+}
+
+/// A client config offering `alpn` (e.g. `[b"h2"]`) in the handshake.
+pub fn tls_config_alpn(alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider.clone())
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
         .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 
@@ -180,6 +186,15 @@ impl Transport {
             out: Vec::new(),
             established: false,
         })
+    }
+
+    /// Whether a finished TLS handshake chose some protocol other than
+    /// `want` by ALPN (or none); `false` on plain TCP and while handshaking.
+    pub fn alpn_mismatch(&self, want: &[u8]) -> bool {
+        match &self.tls {
+            Some(t) => !t.is_handshaking() && t.alpn_protocol() != Some(want),
+            None => false,
+        }
     }
 
     /// After a WRITABLE event on a connecting socket: `Ok(true)` once connected.

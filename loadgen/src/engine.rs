@@ -12,7 +12,12 @@
 //! process) is in room `j % rooms`, its URL's `{room}` replaced by the
 //! room's name, and it expects exactly the messages of its room (message `i`
 //! is in room `i % publish_rooms`); another room's message is counted as
-//! leaked. The publishers live in `engine/publishers.rs`.
+//! leaked. With `--h2` (`set_h2(S)`) an entry of `listeners` is an HTTP/2
+//! connection whose S streams are the listeners (each with its own room,
+//! SSE parser and order, counted as one listener); the connection leaves
+//! the connect wave once every stream has its response (or was refused),
+//! and is retried whole only if none had joined. The frames are in
+//! `h2.rs`. The publishers live in `engine/publishers.rs`.
 
 use std::collections::VecDeque;
 use std::io;
@@ -26,6 +31,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rustls::ClientConfig;
 
 use crate::conn::{connect_from, parse_head, room_path, Body, Sse, Stamp, Target, Transport};
+use crate::h2;
 use crate::stats::{unix_micros, Orders, Tally};
 use crate::timer::Timer;
 
@@ -66,6 +72,49 @@ struct Listener {
     body: Body,
     sse: Sse,
     order: Orders,
+    /// An HTTP/2 connection's streams (`--h2`): each is one listener.
+    h2: Option<Box<H2>>,
+}
+
+/// The listeners of one HTTP/2 connection, stream `k` with id `2k + 1`.
+struct H2 {
+    conn: h2::Conn,
+    streams: Vec<H2Stream>,
+    /// Streams whose response has not begun (nor ended) yet.
+    unanswered: usize,
+    /// Whether any stream reached its SSE body (then a lost connection is
+    /// not retried: its listeners left).
+    joined_any: bool,
+}
+
+struct H2Stream {
+    state: LState,
+    room: u32,
+    sse: Sse,
+    order: Orders,
+}
+
+impl H2 {
+    fn new(rooms: &[u32], publishers: u32) -> H2 {
+        H2 {
+            conn: h2::Conn::new(rooms.len()),
+            streams: rooms
+                .iter()
+                .map(|&room| H2Stream {
+                    state: LState::Opening,
+                    room,
+                    sse: Sse::default(),
+                    order: Orders::new(publishers),
+                })
+                .collect(),
+            unanswered: rooms.len(),
+            joined_any: false,
+        }
+    }
+
+    fn rooms(&self) -> Vec<u32> {
+        self.streams.iter().map(|s| s.room).collect()
+    }
 }
 
 /// Lines arriving on a pipe (a child's stdout, or our stdin).
@@ -80,6 +129,10 @@ pub struct Engine {
     poll: Poll,
     events: Events,
     tls: Arc<ClientConfig>,
+    /// The same, offering `h2` by ALPN (`--h2` listeners).
+    tls_h2: Arc<ClientConfig>,
+    /// Listeners per HTTP/2 connection; 0: one HTTP/1.1 connection each.
+    h2_streams: usize,
     buf: Vec<u8>,
     mode: Mode,
     messages: u32,
@@ -130,6 +183,8 @@ impl Engine {
             poll: Poll::new().map_err(|e| format!("poll: {e}"))?,
             events: Events::with_capacity(4096),
             tls: crate::conn::tls_config()?,
+            tls_h2: crate::conn::tls_config_alpn(&[b"h2"])?,
+            h2_streams: 0,
             buf: vec![0; 64 * 1024],
             mode,
             messages,
@@ -166,6 +221,12 @@ impl Engine {
         self.publish_rooms = publish_rooms.clamp(1, self.rooms);
     }
 
+    /// Listeners as streams of HTTP/2 connections, `streams` on each (0:
+    /// HTTP/1.1, one connection each); call before `add_listeners`.
+    pub fn set_h2(&mut self, streams: usize) {
+        self.h2_streams = streams;
+    }
+
     /// Plans `n` listeners over `targets`, round-robin; the `k`-th listener
     /// of a target uses source 127.0.0.0 + `src_base + k / PER_SOURCE`.
     /// The first is listener `first` of the whole run (its room is
@@ -174,7 +235,17 @@ impl Engine {
         self.targets = targets.to_vec();
         let u = targets.len();
         let rooms = self.rooms as usize;
-        self.listeners = (0..n)
+        let s = self.h2_streams;
+        let publishers = self.publishers;
+        // With HTTP/2, entry `i` is a connection holding listeners
+        // `i * s ..` (its streams); else entry `i` is listener `i`.
+        let conns = if s > 0 { n.div_ceil(s) } else { n };
+        let h2_rooms = |i: usize| -> Vec<u32> {
+            (i * s..n.min((i + 1) * s))
+                .map(|j| ((first + j) % rooms) as u32)
+                .collect()
+        };
+        self.listeners = (0..conns)
             .map(|i| Listener {
                 t: None,
                 state: LState::Waiting,
@@ -185,7 +256,8 @@ impl Engine {
                 head: Vec::new(),
                 body: Body::Identity,
                 sse: Sse::default(),
-                order: Orders::new(self.publishers),
+                order: Orders::new(publishers),
+                h2: (s > 0).then(|| Box::new(H2::new(&h2_rooms(i), publishers))),
             })
             .collect();
         self.connect_start = Instant::now();
@@ -204,11 +276,23 @@ impl Engine {
     pub fn abandon_connecting(&mut self) {
         for l in self.listeners.iter_mut() {
             if l.state == LState::Opening || l.state == LState::Waiting {
+                if let Some(h) = l.h2.as_deref_mut().filter(|h| h.joined_any) {
+                    // Keep the streams that joined; give up on the others.
+                    for st in &mut h.streams {
+                        if st.state == LState::Opening {
+                            st.state = LState::Gone;
+                            self.tally.failed += 1;
+                        }
+                    }
+                    h.unanswered = 0;
+                    l.state = LState::Streaming;
+                    continue;
+                }
                 if let Some(mut t) = l.t.take() {
                     let _ = self.poll.registry().deregister(&mut t.sock);
                 }
                 l.state = LState::Gone;
-                self.tally.failed += 1;
+                self.tally.failed += l.h2.as_ref().map_or(1, |h| h.streams.len() as u64);
             }
         }
         self.opening = 0;
@@ -297,15 +381,36 @@ impl Engine {
         l.attempts += 1;
         l.head.clear();
         l.sse = Sse::default();
-        let tls = if target.tls { Some(&self.tls) } else { None };
-        let opened = connect_from(Some(l.src), target.addr).and_then(|sock| {
-            let mut t = Transport::new(sock, tls, *target.addr.ip())?;
-            let req = format!(
+        let tls = match (target.tls, &l.h2) {
+            (false, _) => None,
+            (true, None) => Some(&self.tls),
+            (true, Some(_)) => Some(&self.tls_h2),
+        };
+        let req = match &mut l.h2 {
+            Some(h) => {
+                // A fresh connection: every stream starts over.
+                **h = H2::new(&h.rooms(), self.publishers);
+                let paths: Vec<String> = h
+                    .streams
+                    .iter()
+                    .map(|st| room_path(&target.path, st.room))
+                    .collect();
+                h2::Conn::opening(target.tls, &target.authority, &paths)
+            }
+            None => format!(
                 "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: watercooler-loadgen\r\n\r\n",
                 room_path(&target.path, l.room), target.authority
-            );
-            t.send(req.as_bytes())?;
-            self.poll.registry().register(&mut t.sock, Token(i), Interest::READABLE | Interest::WRITABLE)?;
+            )
+            .into_bytes(),
+        };
+        let opened = connect_from(Some(l.src), target.addr).and_then(|sock| {
+            let mut t = Transport::new(sock, tls, *target.addr.ip())?;
+            t.send(&req)?;
+            self.poll.registry().register(
+                &mut t.sock,
+                Token(i),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
             Ok(t)
         });
         self.opening += 1;
@@ -332,11 +437,14 @@ impl Engine {
             self.retry.push_back(i);
         } else {
             l.state = LState::Gone;
-            self.tally.failed += 1;
+            self.tally.failed += l.h2.as_ref().map_or(1, |h| h.streams.len() as u64);
         }
     }
 
     fn on_listener(&mut self, i: usize, writable: bool) {
+        if self.listeners[i].h2.is_some() {
+            return self.on_h2(i, writable);
+        }
         let messages = self.messages;
         let publish_rooms = self.publish_rooms;
         let Engine {
@@ -445,6 +553,175 @@ impl Engine {
             self.listener_failed(i, &why);
         } else if eof {
             self.listener_failed(i, "closed before the response head");
+        }
+    }
+
+    /// An HTTP/2 connection is ready: read frames, hand each stream's DATA
+    /// to its SSE parser, answer SETTINGS and PING, return window credit.
+    fn on_h2(&mut self, i: usize, writable: bool) {
+        let messages = self.messages;
+        let publish_rooms = self.publish_rooms;
+        let Engine {
+            listeners,
+            tally,
+            buf,
+            last_connected,
+            ..
+        } = self;
+        let l = &mut listeners[i];
+        let (Some(t), Some(h)) = (l.t.as_mut(), l.h2.as_deref_mut()) else {
+            return;
+        };
+        let mut failure: Option<String> = None;
+        if !t.established {
+            match t.check_connected() {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => failure = Some(format!("connect: {e}")),
+            }
+        } else if writable {
+            if let Err(e) = t.flush() {
+                failure = Some(format!("write: {e}"));
+            }
+        }
+        let mut eof = false;
+        let mut refused: Option<String> = None;
+        if failure.is_none() {
+            let H2 {
+                conn,
+                streams,
+                unanswered,
+                joined_any,
+            } = h;
+            let res = t.read(buf, |bytes| {
+                if failure.is_some() {
+                    return;
+                }
+                // One receive time per read, as over HTTP/1.1.
+                let now = unix_micros();
+                let fed = conn.feed(bytes, &mut |ev| match ev {
+                    h2::Event::Response(k, status) => {
+                        let st = &mut streams[k];
+                        if st.state != LState::Opening {
+                            return;
+                        }
+                        *unanswered -= 1;
+                        if status == Some(200) {
+                            st.state = LState::Streaming;
+                            *joined_any = true;
+                            tally.joined(st.room);
+                            *last_connected = Some(Instant::now());
+                        } else {
+                            st.state = LState::Gone;
+                            tally.failed += 1;
+                            tally.connect_errors += 1;
+                            refused.get_or_insert(match status {
+                                Some(code) => format!("stream {k}: status {code}"),
+                                None => format!("stream {k}: a status other than 200"),
+                            });
+                        }
+                    }
+                    h2::Event::Data(k, d) => {
+                        let H2Stream {
+                            state,
+                            room,
+                            sse,
+                            order,
+                        } = &mut streams[k];
+                        if *state != LState::Streaming {
+                            return;
+                        }
+                        let room = *room;
+                        sse.feed(d, &mut |text| match Stamp::parse(text) {
+                            Some(st) if st.seq < messages && st.seq % publish_rooms == room => {
+                                tally.record(
+                                    room,
+                                    order.see(st.seq),
+                                    st.seq,
+                                    now,
+                                    st.due_us,
+                                    st.sent_us,
+                                )
+                            }
+                            Some(st) if st.seq < messages => tally.leak(room),
+                            _ => tally.foreign += 1,
+                        });
+                    }
+                    h2::Event::Ended(k, why) => {
+                        let st = &mut streams[k];
+                        match st.state {
+                            LState::Streaming => tally.left(st.room),
+                            LState::Opening => {
+                                *unanswered -= 1;
+                                tally.failed += 1;
+                                tally.connect_errors += 1;
+                                refused
+                                    .get_or_insert(format!("stream {k}: {why} before a response"));
+                            }
+                            _ => {}
+                        }
+                        st.state = LState::Gone;
+                    }
+                    h2::Event::GoAway(_) => eof = true,
+                });
+                if let Err(e) = fed {
+                    failure = Some(format!("HTTP/2: {e}"));
+                }
+            });
+            match res {
+                Ok(e) => eof |= e,
+                Err(e) => {
+                    failure.get_or_insert(format!("read: {e}"));
+                }
+            }
+            if failure.is_none() && !conn.out.is_empty() {
+                let out = std::mem::take(&mut conn.out);
+                if let Err(e) = t.send(&out) {
+                    failure = Some(format!("write: {e}"));
+                }
+            }
+            if failure.is_none() && t.alpn_mismatch(b"h2") {
+                failure = Some("the server did not choose h2 by ALPN".into());
+            }
+        }
+        if let Some(why) = refused {
+            if tally.connect_errors <= 3 {
+                eprintln!("loadgen: connection {i}: {why}");
+            }
+        }
+        let (unanswered, joined_any) = (h.unanswered, h.joined_any);
+        if l.state == LState::Opening && unanswered == 0 {
+            l.state = LState::Streaming;
+            self.opening -= 1;
+        }
+        if failure.is_none() && !eof {
+            return;
+        }
+        let l = &mut self.listeners[i];
+        if l.state == LState::Opening && !joined_any {
+            let why = failure.unwrap_or_else(|| "closed before any response".into());
+            return self.listener_failed(i, &why);
+        }
+        // Listeners that had their stream left; the others failed.
+        if let Some(mut t) = l.t.take() {
+            let _ = self.poll.registry().deregister(&mut t.sock);
+        }
+        if l.state == LState::Opening {
+            self.opening -= 1;
+        }
+        l.state = LState::Gone;
+        if let Some(h) = l.h2.as_deref_mut() {
+            for st in &mut h.streams {
+                match st.state {
+                    LState::Streaming => self.tally.left(st.room),
+                    LState::Opening => self.tally.failed += 1,
+                    _ => {}
+                }
+                st.state = LState::Gone;
+            }
+        }
+        if let Some(why) = failure {
+            eprintln!("loadgen: connection {i}: {why}");
         }
     }
 

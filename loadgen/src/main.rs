@@ -29,6 +29,7 @@
 
 mod conn;
 mod engine;
+mod h2;
 mod report;
 mod schedule;
 mod stats;
@@ -54,6 +55,7 @@ const USAGE: &str = "usage: loadgen --listen URL [--listen URL ...] --publish UR
                [--server-pid PID ...] [--connect-timeout-s 60] [--drain-timeout-s 10]
                [--idle-s 0] [--publishers 4] [--publish-grace-s S] [--wave 500]
                [--deadline-s 900] [--json-only] [--rooms R [--publish-rooms K]]
+               [--h2 [--streams-per-conn 100]]
 
   URLs must be http:// or https:// on 127.0.0.0/8 (or localhost).
   watercooler mode: GET /listen, POST /publish as a form (expects 303).
@@ -66,7 +68,10 @@ const USAGE: &str = "usage: loadgen --listen URL [--listen URL ...] --publish UR
   --rooms R: listener j joins room j % R and message i is published in room
   i % K (--publish-rooms K, default R, at most R); `{room}` in the listen
   and publish URLs becomes the room's name (bench-0, bench-1, ...). A
-  listener expects exactly its room's messages.";
+  listener expects exactly its room's messages.
+  --h2: the listeners are HTTP/2 streams, S to a connection
+  (--streams-per-conn S, default 100): TLS with ALPN h2 on https URLs,
+  prior knowledge on http URLs. Each stream counts as one listener.";
 
 struct Args {
     listen: Vec<Target>,
@@ -92,6 +97,8 @@ struct Args {
     publish_rooms: Option<u32>,
     /// The first listener of this process, counted over the whole run.
     listener_base: usize,
+    /// HTTP/2 streams per connection; 0 without `--h2`.
+    h2_streams: usize,
     raw: Vec<String>,
 }
 
@@ -120,8 +127,10 @@ fn parse_args() -> Result<Args, lexopt::Error> {
         rooms: 1,
         publish_rooms: None,
         listener_base: 0,
+        h2_streams: 0,
         raw: std::env::args().skip(1).collect(),
     };
+    let (mut h2, mut streams_per_conn) = (false, 100usize);
     let secs = |v: f64| Duration::from_secs_f64(v.clamp(0.0, 86_400.0));
     let mut p = lexopt::Parser::from_env();
     while let Some(arg) = p.next()? {
@@ -154,12 +163,17 @@ fn parse_args() -> Result<Args, lexopt::Error> {
             Long("rooms") => a.rooms = p.value()?.parse::<u32>()?.max(1),
             Long("publish-rooms") => a.publish_rooms = Some(p.value()?.parse::<u32>()?.max(1)),
             Long("listener-base") => a.listener_base = p.value()?.parse()?,
+            Long("h2") => h2 = true,
+            Long("streams-per-conn") => streams_per_conn = p.value()?.parse::<usize>()?.max(1),
             Long("help") | Short('h') => {
                 println!("{USAGE}");
                 std::process::exit(0);
             }
             _ => return Err(arg.unexpected()),
         }
+    }
+    if h2 {
+        a.h2_streams = streams_per_conn;
     }
     let k = a.publish_rooms.unwrap_or(a.rooms);
     if k > a.rooms {
@@ -181,6 +195,7 @@ impl Args {
     fn engine(&self) -> Result<Engine, String> {
         let mut eng = Engine::new(self.mode, self.messages, self.publishers, self.wave)?;
         eng.set_rooms(self.rooms, self.publish_rooms.unwrap_or(self.rooms));
+        eng.set_h2(self.h2_streams);
         Ok(eng)
     }
 }
@@ -423,7 +438,11 @@ fn run(a: &Args) -> Result<(), String> {
         return Err("give --rate R (messages per second)".into());
     }
     let hard = raise_nofile() as usize;
-    let per_process = a.max_per_process.unwrap_or(hard.saturating_sub(100)).max(1);
+    // The limit is on descriptors: with HTTP/2 a connection holds S listeners.
+    let per_process = a
+        .max_per_process
+        .unwrap_or(hard.saturating_sub(100) * a.h2_streams.max(1))
+        .max(1);
     let split = a.listeners > per_process;
     let before = sample(&a.server_pids);
     let mut eng = a.engine()?;
@@ -500,6 +519,7 @@ fn run(a: &Args) -> Result<(), String> {
         rate: a.rate,
         processes: children.len().max(1),
         rooms: a.rooms,
+        h2_streams: a.h2_streams,
     };
     let r = Report::new(&asked, &tally, &log, &before, &idle, &after, window);
     if !a.json_only {

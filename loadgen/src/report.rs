@@ -24,6 +24,8 @@ pub struct Asked {
     pub processes: usize,
     /// Rooms the listeners were spread over (1: the URL as given).
     pub rooms: u32,
+    /// HTTP/2 streams per connection (0: one HTTP/1.1 connection each).
+    pub h2_streams: usize,
 }
 
 pub struct Report {
@@ -169,6 +171,11 @@ impl Report {
             fields: vec![
                 ("mode", "mode", Text(mode.into())),
                 ("processes", "loadgen processes", Int(a.processes as u64)),
+                (
+                    "h2_streams_per_conn",
+                    "HTTP/2 streams per connection (0: HTTP/1.1)",
+                    Int(a.h2_streams as u64),
+                ),
                 (
                     "listeners_requested",
                     "listeners requested",
@@ -435,6 +442,7 @@ mod tests {
                 rate: 100.0,
                 processes: 1,
                 rooms: 1,
+                h2_streams: 0,
             },
             &t,
             &log,
@@ -514,6 +522,7 @@ mod tests {
                 rate: 100.0,
                 processes: 1,
                 rooms: 4,
+                h2_streams: 0,
             },
             &t,
             &log,
