@@ -282,3 +282,73 @@ fn sigterm_ends_http2_streams_like_http1_ones() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Regression (review): over HTTP/2 a publish was served while the node
+/// still waited for its cluster (over HTTP/1.1 it is held until then).
+#[test]
+fn http2_requests_wait_while_the_node_starts() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let dir = common::TempDir::new("h2hold");
+    let (me, away) = (common::Member::new("h2a"), common::Member::new("h2b"));
+    let conf = dir.write(
+        "sys.conf",
+        &common::conf_text(&[&me, &away], 1500, "h2hold-cookie-16+"),
+    );
+    let node = Node::start_member(&me.name, &conf, &["--backlog", "0"]);
+    let started = Instant::now();
+    let got = curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-d",
+        "message=early",
+        &format!("http://{}/publish", node.http_addr()),
+    ]);
+    assert_eq!(got, "303");
+    assert!(
+        node.log_lines().iter().any(|l| l.contains("serving HTTP")),
+        "answered before the node served ({:?} after start)",
+        started.elapsed()
+    );
+}
+
+/// Regression (review): an HTTP/2 stream whose replay passed the stream's
+/// cap was reset before it sent a byte, and again on every reconnect.
+#[test]
+fn a_replay_bigger_than_a_stream_may_queue_is_cut_and_says_missed() {
+    if !have("curl") {
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let node = Node::start(&["--backlog", "0"]);
+    let text = "x".repeat(4000);
+    for i in 0..300 {
+        node.publish_ok(&format!("{i} {text}"));
+    }
+    let out = Command::new("curl")
+        .args([
+            "-sSN",
+            "--http2-prior-knowledge",
+            "--max-time",
+            "3",
+            "-H",
+            "Last-Event-ID: lobby/zz.1",
+            &format!("http://{}/listen", node.http_addr()),
+        ])
+        .output()
+        .expect("curl runs");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.contains("event: missed"),
+        "{}",
+        &body[..body.len().min(500)]
+    );
+    let n = body.matches("\ndata: ").count();
+    assert!(n > 100, "only {n} events came");
+    assert!(body.contains("data: 299 "), "the newest is there");
+}

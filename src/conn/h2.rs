@@ -22,6 +22,9 @@ use crate::service::listeners::{Listener, ListenerKey};
 use crate::service::Answer;
 use crate::{debug, info};
 
+/// Most bytes of replay (or backlog) a new stream queues at once: well under
+/// the stream's hard cap, which applies before a byte is written.
+const REPLAY_MAX: usize = 512 * 1024;
 /// Most bytes read per readiness event (the rest on the next turn).
 const READ_BUDGET: usize = 256 * 1024;
 /// Most bytes the core moves into the socket's output at once: frames wait
@@ -37,6 +40,10 @@ pub struct H2Conn<S> {
     /// Streams the fan-out found gone (reset for a slow reader): they leave
     /// the service at the next handler, which has the service at hand.
     gone: Vec<u32>,
+    /// Requests that came while the node waited for its cluster (stream,
+    /// request, body): served by `resume` once it serves, as over HTTP/1.1.
+    /// At most one per open stream, so bounded by the core's stream limit.
+    held: Vec<(u32, Request, Vec<u8>)>,
     /// With no stream open, the connection closes at this time.
     idle_until: Option<Instant>,
     /// Open streams last counted in the node's stats.
@@ -58,6 +65,7 @@ impl<S: Stream> H2Conn<S> {
             core: Connection::new(cfg, env.now),
             listeners: Vec::new(),
             gone: Vec::new(),
+            held: Vec::new(),
             idle_until: Some(env.now + env.service.config.idle_timeout),
             counted: 0,
             events: Vec::new(),
@@ -217,12 +225,34 @@ impl<S: Stream> H2Conn<S> {
                 return;
             }
         }
+        if env.service.holds(&req) {
+            // The node waits for its cluster first; `resume` serves it.
+            self.held.push((stream, req, body.to_vec()));
+            return;
+        }
+        self.serve(stream, &req, body, env);
+    }
+
+    /// The node serves now: answer the requests held until now.
+    pub fn resume(&mut self, env: &mut Env) -> Step {
+        for (stream, req, body) in std::mem::take(&mut self.held) {
+            self.serve(stream, &req, &body, env);
+        }
+        self.flush(env)
+    }
+
+    pub fn is_held(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Runs one request through the service and answers on its stream.
+    fn serve(&mut self, stream: u32, req: &Request, body: &[u8], env: &mut Env) {
         let who = Listener {
             conn: env.token,
             stream,
         };
         let since = env.now;
-        match env.service.handle(&req, body, who, env.now) {
+        match env.service.handle(req, body, who, env.now) {
             Answer::Respond(resp) => {
                 let (status, n) = (resp.status, resp.body.len());
                 let head = req.method == crate::http::Method::Head || status == 304;
@@ -233,7 +263,7 @@ impl<S: Stream> H2Conn<S> {
                 } else {
                     self.respond(stream, resp);
                 }
-                self.log(&req, status, n, since, env);
+                self.log(req, status, n, since, env);
             }
             Answer::Stream {
                 key,
@@ -247,20 +277,50 @@ impl<S: Stream> H2Conn<S> {
                 ];
                 self.core.respond(stream, 200, &headers, None, false);
                 self.listeners.push((stream, key));
+                // A stream's queue is capped before anything is written:
+                // a replay (or backlog) past it would be reset at once, and
+                // again on every reconnect. Keep its newest part and say
+                // the rest was missed.
+                let mut first = first;
+                let mut size = 0;
+                let keep = replay
+                    .iter()
+                    .rev()
+                    .take_while(|f| {
+                        size += f.len() + mark.as_ref().map_or(0, |m| m.len());
+                        size <= REPLAY_MAX
+                    })
+                    .count();
+                if keep < replay.len() {
+                    crate::sse::encode(
+                        &mut first,
+                        None,
+                        Some("missed"),
+                        "some messages were missed: more than one stream may be sent at once",
+                    );
+                }
                 let mut chunks = vec![Chunk::Owned(first)];
-                for f in replay {
+                let skip = replay.len() - keep;
+                for f in replay.into_iter().skip(skip) {
                     if let Some(mark) = &mark {
                         chunks.push(Chunk::Shared(mark.clone()));
                     }
                     chunks.push(Chunk::Shared(f));
                 }
                 for c in chunks {
-                    if self.core.send(stream, c, env.now).is_err() {
-                        self.gone.push(stream);
-                        break;
+                    match self.core.send(stream, c, env.now) {
+                        Ok(()) => {}
+                        Err(SendError::SlowReader) => {
+                            self.gone.push(stream);
+                            break;
+                        }
+                        Err(_) => {
+                            self.forget(stream, env);
+                            break;
+                        }
                     }
                 }
-                self.log(&req, 200, 0, since, env);
+                self.log(req, 200, 0, since, env);
             }
         }
     }
@@ -337,6 +397,14 @@ impl<S: Stream> H2Conn<S> {
     /// Shutdown: GOAWAY (requests in flight finish); every SSE stream gets
     /// `last` (a reconnect hint) and ends, as over HTTP/1.1.
     pub fn drain(&mut self, last: &Rc<[u8]>, env: &mut Env) -> Step {
+        for (stream, _, _) in std::mem::take(&mut self.held) {
+            // Held while the node was starting: it will never serve them.
+            env.service.stats.count_status(503);
+            self.respond(
+                stream,
+                crate::http::Response::error(503, "the node is shutting down"),
+            );
+        }
         self.core.shutdown();
         for (stream, key) in std::mem::take(&mut self.listeners) {
             let _ = self.core.send(stream, Chunk::Shared(last.clone()), env.now);

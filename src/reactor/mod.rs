@@ -228,7 +228,7 @@ impl Server {
         now: Instant,
         f: impl FnOnce(&mut Socket, &mut Cx) -> Step,
     ) {
-        let Some(slot) = self.sockets.get_mut(t) else {
+        let Some(slot) = self.sockets.get_mut(t).filter(|s| !s.closing) else {
             return; // closed earlier in this batch, or stale
         };
         let mut cx = Cx {
@@ -248,7 +248,10 @@ impl Server {
         }
         match step {
             Step::Keep => {}
-            Step::Close => return self.closing.push(t),
+            Step::Close => {
+                slot.closing = true;
+                return self.closing.push(t);
+            }
             Step::Upgrade => return self.upgrade(t, now),
         }
         let interest = slot.socket.interest();
@@ -338,12 +341,13 @@ impl Server {
             ..
         } = self;
         let mut push = |l: Listener, frames: &[Rc<[u8]>], stats: &mut Stats| {
-            let Some(slot) = sockets.get_mut(l.conn) else {
+            let Some(slot) = sockets.get_mut(l.conn).filter(|s| !s.closing) else {
                 return;
             };
             stats.deliveries += frames.len() as u64;
             if slot.socket.push(l.stream, frames, now) == Step::Close {
                 stats.evicted += 1;
+                slot.closing = true;
                 closing.push(l.conn);
             } else if !slot.touched {
                 slot.touched = true;

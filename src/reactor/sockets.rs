@@ -35,6 +35,10 @@ pub struct Slot {
     pub deadline: Deadline,
     /// Already on the loop's list of sockets to flush after a fan-out.
     pub touched: bool,
+    /// Reported `Close`: it waits for removal after the batch and gets no
+    /// more events, frames or flushes (an evicted listener must not be
+    /// sent frames that come after the ones it lost).
+    pub closing: bool,
     pub socket: Socket,
 }
 
@@ -138,6 +142,7 @@ impl Socket {
     pub fn resume(&mut self, cx: &mut Cx) -> Step {
         match self {
             Socket::Http(c) if c.is_held() => c.resume(&mut cx.env),
+            Socket::H2(c) if c.is_held() => c.resume(&mut cx.env),
             _ => Step::Keep,
         }
     }
@@ -194,6 +199,7 @@ impl Sockets {
             interest,
             deadline: Deadline::default(),
             touched: false,
+            closing: false,
             socket,
         });
         token(key, generation)

@@ -127,6 +127,11 @@ impl Rooms {
     /// checked the name). Full when `max_rooms` are in use and none idle.
     pub fn open(&mut self, name: &str, now_micros: u64) -> Result<RoomId, Full> {
         if let Some(id) = self.find(name) {
+            // In use now: not idle (a request that opens several rooms must
+            // not see the first forgotten to make space for the second).
+            if let Some(r) = self.rooms.get_mut(id) {
+                r.active_at = r.active_at.max(now_micros);
+            }
             return Ok(id);
         }
         if self.rooms.len() >= self.limits.max_rooms {

@@ -248,3 +248,23 @@ fn what_waits_in_an_outbox_is_not_replayed_too() {
     assert_eq!(texts(&r.take_outbox()[0].1), ["two"]);
     assert_eq!(texts(&r.resume(&[l], &id_of(&first)).frames), ["two"]);
 }
+
+/// Regression (review): opening room b could forget room a, opened a moment
+/// before by the same request, and give b a's slot: the stream then followed
+/// one room twice and heard every message twice.
+#[test]
+fn a_room_just_opened_is_not_forgotten_for_the_next() {
+    let mut r = Rooms::new(
+        "a",
+        Limits {
+            max_rooms: 2,
+            idle_micros: 10,
+            ..limits()
+        },
+    );
+    let a = r.open("a", 0).unwrap();
+    let later = 100;
+    assert_eq!(r.open("a", later), Ok(a));
+    assert_eq!(r.open("b", later), Err(Full), "a is in use, not idle");
+    assert_eq!(r.find("a"), Some(a));
+}

@@ -55,7 +55,10 @@ impl Listeners {
     pub fn add(&mut self, listener: Listener, rooms: &[RoomId]) -> ListenerKey {
         let key = self.entries.vacant_key();
         let mut places = Vec::with_capacity(rooms.len());
-        for &room in rooms {
+        for (i, &room) in rooms.iter().enumerate() {
+            if rooms[..i].contains(&room) {
+                continue; // once per room, whatever the caller passed
+            }
             if self.by_room.len() <= room {
                 self.by_room.resize_with(room + 1, Vec::new);
             }

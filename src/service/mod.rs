@@ -221,6 +221,10 @@ impl Service {
                 resp.with_header("cache-control", "no-store")
             }
             Route::Listen { .. } if req.method == Method::Head => stream_head(),
+            // Its streams are ending: a new one would wait out the drain.
+            Route::Listen { .. } if self.phase == Phase::Draining => {
+                Response::error(503, "the node is shutting down").with_header("retry-after", "1")
+            }
             Route::Listen { rooms, last_id } => {
                 match self.listen(&rooms, last_id.as_deref(), who) {
                     Ok(answer) => return answer,

@@ -116,10 +116,13 @@ impl Members {
             .collect()
     }
 
+    /// When `due` will next have a node. The same filter as `due`: a time
+    /// `due` would not act on made the loop wake at once, over and over
+    /// (found by review: a stranger's `Hello` naming a listed node did it).
     pub fn next_dial(&self) -> Option<Instant> {
         self.known
             .iter()
-            .filter(|k| k.link.is_none() && k.dialing.is_none())
+            .filter(|k| k.link.is_none() && k.dialing.is_none() && k.incoming.is_none())
             .filter_map(|k| k.next_dial)
             .min()
     }
@@ -311,6 +314,20 @@ mod tests {
         assert!(m.all_listed_synced());
         m.link_down("b", 9, t0);
         assert!(m.next_dial().unwrap() - t0 <= Duration::from_millis(250));
+    }
+
+    /// Regression (review): a handshake under way with a listed node whose
+    /// dial was due made `next_dial` say "now" while `due` gave nothing:
+    /// the loop spun at full CPU until the handshake ended.
+    #[test]
+    fn next_dial_never_names_a_time_due_skips() {
+        let t0 = Instant::now();
+        let mut m = Members::new("a", 3);
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        m.learn("b", addr, true, t0);
+        m.incoming("b", 5);
+        assert!(m.due(t0).is_empty());
+        assert_eq!(m.next_dial(), None);
     }
 
     #[test]

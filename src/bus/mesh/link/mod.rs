@@ -277,6 +277,9 @@ impl<S: Stream> PeerLink<S> {
                         used += n;
                         self.on_frame(frame, env, mesh)?;
                         if self.pipe.output.len() > READ_PAUSE {
+                            // Frames left in `input` wait for the answers
+                            // to leave; `flush` asks the loop to go on.
+                            self.read_stopped = true;
                             break;
                         }
                     }
