@@ -118,9 +118,16 @@ record() { # record SCENARIO SERVER JSON-OBJECT : one line in the results file
 # -------------------------------------------------------------- servers ----
 # start_wc NAME [flags...]: a fresh watercooler on free ports, pinned to core
 # SERVER_CPU; sets WC_PID, WC_HTTP, WC_HTTPS (base URLs) and WC_CLUSTER.
+# Builds from before the publish limit (issue 16) lack --publish-rate: give
+# it only to those that have it (loadgen publishes fast from one address).
+WC_LIMITS=()
+if "$WC" --help 2>/dev/null | grep -q -- '--publish-rate'; then
+    WC_LIMITS=(--publish-rate 0)
+fi
+
 start_wc() {
     local name=$1; shift
-    taskset -c "$SERVER_CPU" "$WC" --bind 127.0.0.1 --port 0 --secure-port 0 --log warn "$@" \
+    taskset -c "$SERVER_CPU" "$WC" --bind 127.0.0.1 --port 0 --secure-port 0 --log warn "${WC_LIMITS[@]}" "$@" \
         >"$WORK/$name.out" 2>"$WORK/$name.err" &
     WC_PID=$!
     PIDS+=("$WC_PID")
@@ -175,7 +182,7 @@ start_cluster() {
     NODE_PID=(); NODE_HTTP=(); NODE_HTTPS=()
     for i in $(seq "$k"); do
         taskset -c "$SERVER_CPU" "$WC" --bind 127.0.0.1 --port 0 --secure-port 0 --log warn \
-            --name "node$i@127.0.0.1" --config "$conf" >"$WORK/node$i.out" 2>"$WORK/node$i.err" &
+            --name "node$i@127.0.0.1" --config "$conf" "${WC_LIMITS[@]}" >"$WORK/node$i.out" 2>"$WORK/node$i.err" &
         NODE_PID[$i]=$!
         PIDS+=("$!")
     done
