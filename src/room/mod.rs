@@ -148,6 +148,25 @@ impl Rooms {
         Ok(id)
     }
 
+    /// What has left this node's history, per origin (every room's floors
+    /// and what was lost): a replay from here starts after it.
+    pub fn floors(&self) -> Clock {
+        let mut all = self.lost.clone();
+        for (_, r) in self.rooms.iter() {
+            for &(t, s) in r.floors.entries() {
+                all.set(t, s);
+            }
+        }
+        all
+    }
+
+    /// Messages of `origin` up to `seq` will never reach this node (a peer's
+    /// replay skips them and nothing older from that origin is accepted
+    /// after a newer one): a resume behind them says missed.
+    pub fn mark_lost(&mut self, origin: Tag, seq: u64) {
+        self.lost.set(origin, seq);
+    }
+
     /// A stream joined or left `id`.
     pub fn join(&mut self, id: RoomId) {
         if let Some(r) = self.rooms.get_mut(id) {

@@ -16,7 +16,8 @@ pub const MAX_FRAME: usize = (1 << 20) + 1024;
 /// Most origins in a `State` and most nodes in a `Nodes` frame.
 pub const MAX_LIST: usize = 256;
 /// 2: messages carry their room; presence carries room listener counts.
-pub const VERSION: u8 = 2;
+/// 3: `State` carries what left the sender's history (its floors).
+pub const VERSION: u8 = 3;
 /// Most rooms a `Presence` frame names.
 pub const MAX_ROOMS: usize = 64;
 
@@ -43,9 +44,11 @@ pub enum Frame {
     Refuse {
         reason: String,
     },
-    /// After the handshake: what I have from each origin, and my listeners.
+    /// After the handshake: what I have from each origin, what has left my
+    /// history from each (my replay starts after it), and my listeners.
     State {
         clock: Vec<(u32, u64)>,
+        floors: Vec<(u32, u64)>,
         listeners: u32,
     },
     /// The replay that answers a `State` is complete.
@@ -139,13 +142,19 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             out.push(REFUSE);
             put_str(out, reason);
         }
-        Frame::State { clock, listeners } => {
+        Frame::State {
+            clock,
+            floors,
+            listeners,
+        } => {
             out.push(STATE);
             out.extend_from_slice(&listeners.to_be_bytes());
-            out.extend_from_slice(&(clock.len().min(MAX_LIST) as u16).to_be_bytes());
-            for (tag, seq) in clock.iter().take(MAX_LIST) {
-                out.extend_from_slice(&tag.to_be_bytes());
-                out.extend_from_slice(&seq.to_be_bytes());
+            for list in [clock, floors] {
+                out.extend_from_slice(&(list.len().min(MAX_LIST) as u16).to_be_bytes());
+                for (tag, seq) in list.iter().take(MAX_LIST) {
+                    out.extend_from_slice(&tag.to_be_bytes());
+                    out.extend_from_slice(&seq.to_be_bytes());
+                }
             }
         }
         Frame::Synced => out.push(SYNCED),
@@ -244,15 +253,13 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize)>, Wi
         REFUSE => Frame::Refuse { reason: r.str16()? },
         STATE => {
             let listeners = r.u32()?;
-            let n = r.u16()? as usize;
-            if n > MAX_LIST {
-                return Err(WireError::TooManyItems);
+            let clock = r.clock()?;
+            let floors = r.clock()?;
+            Frame::State {
+                clock,
+                floors,
+                listeners,
             }
-            let mut clock = Vec::with_capacity(n);
-            for _ in 0..n {
-                clock.push((r.u32()?, r.u64()?));
-            }
-            Frame::State { clock, listeners }
         }
         SYNCED => Frame::Synced,
         MESSAGE => {
@@ -339,6 +346,18 @@ impl Reader<'_> {
         let n = self.u16()? as usize;
         self.string(n)
     }
+    /// A list of (origin, sequence), at most `MAX_LIST`.
+    fn clock(&mut self) -> Result<Vec<(u32, u64)>, WireError> {
+        let n = self.u16()? as usize;
+        if n > MAX_LIST {
+            return Err(WireError::TooManyItems);
+        }
+        let mut list = Vec::with_capacity(n);
+        for _ in 0..n {
+            list.push((self.u32()?, self.u64()?));
+        }
+        Ok(list)
+    }
     fn str8(&mut self) -> Result<String, WireError> {
         let n = self.u8()? as usize;
         self.string(n)
@@ -368,6 +387,7 @@ mod tests {
             },
             Frame::State {
                 clock: vec![(1, 2), (3, u64::MAX)],
+                floors: vec![(3, 7)],
                 listeners: 9,
             },
             Frame::Synced,

@@ -195,6 +195,7 @@ impl<S: Stream> PeerLink<S> {
         env.service.stats.peer_links_up += 1;
         self.send(&Frame::State {
             clock: env.service.rooms.clock().entries().to_vec(),
+            floors: env.service.rooms.floors().entries().to_vec(),
             listeners: env.service.listeners.len() as u32,
         });
         self.send(&mesh.nodes_frame());
@@ -209,8 +210,13 @@ impl<S: Stream> PeerLink<S> {
     ) -> Result<(), String> {
         let name = self.name.clone().unwrap_or_default();
         match frame {
-            Frame::State { clock, listeners } => {
+            Frame::State {
+                clock,
+                floors,
+                listeners,
+            } => {
                 mesh.members.set_listeners(&name, listeners as usize, None);
+                self.peer_floors = crate::room::Clock::from_entries(&floors);
                 // Replay what the peer has not seen, in our history's order.
                 let seen = crate::room::Clock::from_entries(&clock);
                 let mut sent = 0;
@@ -241,6 +247,13 @@ impl<S: Stream> PeerLink<S> {
             } => {
                 let now = crate::service::now_micros();
                 let rooms = &mut env.service.rooms;
+                // The peer's history lost what it had of this origin up to
+                // its floor; taking a newer one means never taking those:
+                // remember, so a resume behind them says missed.
+                let floor = self.peer_floors.get(origin);
+                if rooms.clock().get(origin) < floor && seq > floor {
+                    rooms.mark_lost(origin, floor);
+                }
                 if rooms.accept(origin, seq, &room, text.into(), now).is_some() {
                     env.service.stats.published_remote += 1;
                 }

@@ -76,6 +76,9 @@ pub struct PeerLink<S> {
     pub left: bool,
     /// Reading stopped at `READ_PAUSE`; resumes when the output drains.
     read_stopped: bool,
+    /// What has left the peer's history, from its `State`: its replay
+    /// starts after it.
+    peer_floors: crate::room::Clock,
 }
 
 impl<S: Stream> PeerLink<S> {
@@ -105,6 +108,7 @@ impl<S: Stream> PeerLink<S> {
             last_heard: now,
             left: false,
             read_stopped: false,
+            peer_floors: crate::room::Clock::default(),
         }
     }
 

@@ -218,3 +218,36 @@ fn a_quiet_peer_is_pinged_then_declared_dead() {
     a.now += DEAD_AFTER;
     assert_eq!(a.run(|l, env, _| l.expired(env)), Step::Close);
 }
+
+/// Regression (review): a node that took an origin's newer messages from a
+/// peer's replay, which started after what the peer's history had lost,
+/// dropped the older ones when they came later and never said missed.
+#[test]
+fn a_replay_that_starts_after_the_peers_floor_leaves_a_missed_mark() {
+    let mut a = Side::new(A, "secret", true);
+    let mut b = Side::new(B, "secret", false);
+    let mut cfg = Config::for_tests();
+    cfg.rooms.history = 3;
+    a.service = Service::new(A, cfg, a.now);
+    // a holds origin x's x3..x5 only: x1 and x2 left its history of 3.
+    let x = crate::room::tag_of("x@127.0.0.1");
+    for seq in 1..=5 {
+        a.service
+            .rooms
+            .accept(x, seq, LOBBY, format!("x{seq}").into(), 1);
+    }
+    a.run(|l, env, mesh| l.ready(Ready::WRITE, env, mesh));
+    assert_eq!(converse(&mut a, &mut b), (Step::Keep, Step::Keep));
+    let got: Vec<String> = b
+        .service
+        .rooms
+        .history()
+        .map(|e| e.text.to_string())
+        .collect();
+    assert_eq!(got, ["x3", "x4", "x5"]);
+    assert_eq!(
+        b.service.rooms.floors().get(x),
+        2,
+        "x1 and x2 will never come"
+    );
+}
