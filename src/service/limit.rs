@@ -30,10 +30,18 @@ impl Limiter {
     }
 
     /// Takes a token for `client`: Ok, or how long until one is there.
+    /// An IPv6 client counts as its /64: one host usually has a whole one.
     pub fn take(&mut self, client: IpAddr, now: Instant) -> Result<(), Duration> {
         if self.rate <= 0.0 {
             return Ok(());
         }
+        let client = match client {
+            IpAddr::V6(a) => {
+                let bits = u128::from(a) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+            v4 => v4,
+        };
         if self.buckets.len() >= MAX_CLIENTS && !self.buckets.contains_key(&client) {
             self.forget_refilled(now);
         }
@@ -87,6 +95,18 @@ mod tests {
         assert!(l.take(a, t0 + Duration::from_millis(200)).is_ok());
         assert!(l.take(a, t0 + Duration::from_millis(200)).is_err());
         assert!(Limiter::new(0, 1).take(a, t0).is_ok(), "0 is off");
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let mut l = Limiter::new(1, 1);
+        let t0 = Instant::now();
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let same: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(l.take(one, t0).is_ok());
+        assert!(l.take(same, t0).is_err(), "the same /64");
+        assert!(l.take(other, t0).is_ok(), "another /64");
     }
 
     #[test]
