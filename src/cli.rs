@@ -31,7 +31,7 @@ usage: watercooler [options]
   --max-message BYTES      longest message accepted, after decoding (default 4096)
   --max-connections N      connections held at once (default 50000)
   --heartbeat-ms N         SSE heartbeat when a stream is idle (default 15000)
-  --request-timeout-ms N   time for a request head to arrive (default 10000)
+  --request-timeout-ms N   time for a request head (and body) to arrive (default 10000)
   --idle-timeout-ms N      keep-alive idle time before closing (default 60000)
   --drain-ms N             on SIGTERM/SIGINT, time to finish before exiting (default 5000)
   --log LEVEL              error | warn | info | debug (default info)

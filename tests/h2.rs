@@ -352,3 +352,43 @@ fn a_replay_bigger_than_a_stream_may_queue_is_cut_and_says_missed() {
     assert!(n > 100, "only {n} events came");
     assert!(body.contains("data: 299 "), "the newest is there");
 }
+
+/// Regression (review): an HTTP/2 request whose body never comes held its
+/// connection forever; like an HTTP/1.1 one it gets `--request-timeout-ms`.
+#[test]
+fn a_stalled_http2_request_is_closed_after_the_request_timeout() {
+    use std::io::{Read, Write};
+    let node = Node::start(&["--request-timeout-ms", "300", "--idle-timeout-ms", "60000"]);
+    let mut sock = std::net::TcpStream::connect(node.http_addr()).expect("connect");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+                                                         // POST http://x/publish, END_HEADERS but no END_STREAM: the body never comes.
+    let mut block = vec![0x83, 0x86, 0x04, 8];
+    block.extend_from_slice(b"/publish");
+    block.extend_from_slice(&[0x01, 1, b'x']);
+    out.extend_from_slice(&[0, 0, block.len() as u8, 1, 0x4, 0, 0, 0, 1]);
+    out.extend_from_slice(&block);
+    sock.write_all(&out).expect("write");
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let _ = sock.read_to_end(&mut got);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "still open after {took:?}");
+    // Frames: 9-byte headers; a GOAWAY (type 7) says why it closed.
+    let mut at = 0;
+    let mut goaway = false;
+    while at + 9 <= got.len() {
+        let len = (got[at] as usize) << 16 | (got[at + 1] as usize) << 8 | got[at + 2] as usize;
+        goaway |= got[at + 3] == 7;
+        at += 9 + len;
+    }
+    assert!(goaway, "no GOAWAY in {got:?}");
+    assert!(
+        node.get("/metrics")
+            .text()
+            .contains("watercooler_request_timeouts_total 1"),
+        "the timeout is not counted"
+    );
+}

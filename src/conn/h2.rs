@@ -44,7 +44,9 @@ pub struct H2Conn<S> {
     /// request, body): served by `resume` once it serves, as over HTTP/1.1.
     /// At most one per open stream, so bounded by the core's stream limit.
     held: Vec<(u32, Request, Vec<u8>)>,
-    /// With no stream open, the connection closes at this time.
+    /// The connection closes at this time: idle (no stream open) after
+    /// `idle_timeout`; with only requests open (no listener, none held)
+    /// and no progress, after `request_timeout`, as over HTTP/1.1.
     idle_until: Option<Instant>,
     /// Open streams last counted in the node's stats.
     counted: usize,
@@ -184,9 +186,13 @@ impl<S: Stream> H2Conn<S> {
         let stats = &mut env.service.stats;
         stats.h2_streams = (stats.h2_streams + open as u64).saturating_sub(self.counted as u64);
         self.counted = open;
-        self.idle_until = match open {
-            0 => Some(env.now + env.service.config.idle_timeout),
-            _ => None,
+        let config = &env.service.config;
+        self.idle_until = if !self.listeners.is_empty() || !self.held.is_empty() {
+            None
+        } else if open == 0 {
+            Some(env.now + config.idle_timeout)
+        } else {
+            Some(env.now + config.request_timeout)
         };
         Step::Keep
     }
@@ -386,7 +392,11 @@ impl<S: Stream> H2Conn<S> {
 
     pub fn expired(&mut self, env: &mut Env) -> Step {
         self.core.on_timer(env.now, &mut self.events);
-        if self.idle_until.is_some_and(|t| t <= env.now) && self.core.stream_count() == 0 {
+        if self.idle_until.is_some_and(|t| t <= env.now) {
+            if self.core.stream_count() > 0 {
+                env.service.stats.timeouts += 1;
+                info!("{} h2 request stalled: closing", self.peer);
+            }
             self.core.shutdown();
             let _ = self.flush(env);
             return Step::Close;

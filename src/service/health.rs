@@ -171,7 +171,7 @@ pub fn metrics(s: &Snapshot) -> String {
     );
     m.counter(
         "watercooler_request_timeouts_total",
-        "Requests answered 408: the head or body came too late.",
+        "Requests that came too late: answered 408 (HTTP/1.1), connection closed (HTTP/2).",
         &[("", st.timeouts as f64)],
     );
     m.counter(

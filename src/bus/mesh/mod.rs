@@ -19,7 +19,7 @@ use std::time::Instant;
 use mio::Token;
 
 use crate::info;
-use crate::service::{Service, TOLD_ROOMS};
+use crate::service::Service;
 use config::ClusterConfig;
 use members::Members;
 use wire::Frame;
@@ -116,7 +116,9 @@ impl Mesh {
             frames.push(buf.into());
         }
         if presence_tick {
-            let now = (service.listeners.len(), service.busiest_rooms(TOLD_ROOMS));
+            // The reactor refreshed `presence` on this tick, before us.
+            let mine = &service.presence;
+            let now = (mine.listeners, mine.rooms.clone());
             if now != self.told {
                 let count = |n: usize| n.min(u32::MAX as usize) as u32;
                 let frame = Frame::Presence {

@@ -447,7 +447,7 @@ impl<S: Stream> Http1<S> {
             ) {
                 State::Head { since, kept } => {
                     let since = since.unwrap_or(env.now);
-                    let head = match parse_head(&self.pipe.input, &HeadLimits::default()) {
+                    let mut head = match parse_head(&self.pipe.input, &HeadLimits::default()) {
                         Ok(Some(head)) => head,
                         Ok(None) => {
                             let since = (!self.pipe.input.is_empty()).then_some(since);
@@ -460,6 +460,8 @@ impl<S: Stream> Http1<S> {
                             return;
                         }
                     };
+                    head.request.secure = self.is_tls();
+                    head.request.client = Some(self.peer.ip());
                     if env.service.holds(&head.request) {
                         // The node waits for its cluster first; the reactor
                         // calls `resume` once it serves.

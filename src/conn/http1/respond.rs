@@ -29,10 +29,7 @@ impl<S: Stream> Http1<S> {
             conn: env.token,
             stream: 0,
         };
-        let mut req = head.request.clone();
-        req.secure = self.is_tls();
-        req.client = Some(self.peer.ip());
-        match env.service.handle(&req, body, who, env.now) {
+        match env.service.handle(&head.request, body, who, env.now) {
             Answer::Respond(resp) => {
                 if self.answer(head, resp, since, env) {
                     State::Head {
