@@ -19,7 +19,7 @@ use crate::h2::limits::Config;
 use crate::h2::outgoing::SendError;
 use crate::http::Request;
 use crate::service::listeners::{Listener, ListenerKey};
-use crate::service::Answer;
+use crate::service::{Answer, Service};
 use crate::{debug, info};
 
 /// Most bytes of replay (or backlog) a new stream queues at once: well under
@@ -56,19 +56,19 @@ pub struct H2Conn<S> {
 impl<S: Stream> H2Conn<S> {
     /// Takes over an HTTP/1.1 connection's bytes (the preface, if read, is
     /// still in its input).
-    pub fn new(pipe: Pipe<S>, peer: SocketAddr, env: &Env) -> H2Conn<S> {
+    pub fn new(pipe: Pipe<S>, peer: SocketAddr, service: &Service, now: Instant) -> H2Conn<S> {
         let cfg = Config {
-            max_request_body: env.service.max_body(),
+            max_request_body: service.max_body(),
             ..Config::default()
         };
         H2Conn {
             pipe,
             peer,
-            core: Connection::new(cfg, env.now),
+            core: Connection::new(cfg, now),
             listeners: Vec::new(),
             gone: Vec::new(),
             held: Vec::new(),
-            idle_until: Some(env.now + env.service.config.idle_timeout),
+            idle_until: Some(now + service.config.idle_timeout),
             counted: 0,
             events: Vec::new(),
         }

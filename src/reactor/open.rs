@@ -19,7 +19,7 @@ use crate::conn::h2::H2Conn;
 use crate::conn::http1::Http1;
 use crate::conn::tls_session::TlsSession;
 use crate::conn::transport::Transport;
-use crate::conn::{Env, Ready};
+use crate::conn::Ready;
 use crate::service::health::Phase;
 use crate::{debug, warn};
 
@@ -27,18 +27,11 @@ impl Server {
     /// An HTTP/1.1 connection turned out to speak HTTP/2: the same socket
     /// and bytes go on as an `H2Conn`, which reads what is already there.
     pub(super) fn upgrade(&mut self, t: Token, now: Instant) {
-        let env = Env {
-            now,
-            token: t,
-            scratch: &mut self.scratch,
-            service: &mut self.service,
-            date: &mut self.date,
-            more: false,
-        };
+        let service = &self.service;
         let replaced = self.sockets.replace(t, |socket| match socket {
             Socket::Http(h1) => {
                 let peer = h1.peer;
-                Socket::H2(Box::new(H2Conn::new(h1.into_pipe(), peer, &env)))
+                Socket::H2(Box::new(H2Conn::new(h1.into_pipe(), peer, service, now)))
             }
             other => other,
         });
