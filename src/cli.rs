@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::log::Level;
+use crate::store::log::Fsync;
 
 pub const USAGE: &str = "\
 watercooler: a multi-node chatroom served over Server-Sent Events
@@ -28,6 +29,10 @@ usage: watercooler [options]
   --publish-burst N        publishes a client may make at once (default 20)
   --trust-proxy ADDR       a reverse proxy whose X-Forwarded-For names the client
   --backlog N              messages per room a new stream is shown first (default 50; 0: none)
+  --data DIR               where the node keeps its history log (default
+                           watercooler-data/NAME; none: memory only)
+  --fsync MODE             always | batch | off: when the log is synced to disk
+                           (default batch: once per loop turn, before the 303)
   --max-message BYTES      longest message accepted, after decoding (default 4096)
   --max-connections N      connections held at once (default 50000)
   --heartbeat-ms N         SSE heartbeat when a stream is idle (default 15000)
@@ -60,6 +65,9 @@ pub struct Options {
     pub publish_rate: u32,
     pub publish_burst: u32,
     pub trust_proxy: Option<IpAddr>,
+    /// The history log's directory; `None`: memory only (`--data none`).
+    pub data: Option<PathBuf>,
+    pub fsync: Fsync,
     pub max_message: usize,
     pub max_connections: usize,
     pub heartbeat: Duration,
@@ -105,6 +113,8 @@ impl Options {
             publish_rate: 5,
             publish_burst: 20,
             trust_proxy: None,
+            data: None,
+            fsync: Fsync::Batch,
             max_message: 4096,
             max_connections: 50_000,
             heartbeat: Duration::from_millis(15_000),
@@ -141,6 +151,7 @@ pub fn parse(
     use lexopt::prelude::*;
     let mut o = Options::defaults(env_port, env_secure)?;
     let mut parser = lexopt::Parser::from_args(args);
+    let mut data: Option<String> = None;
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let flag = match &arg {
             Long(f) => format!("--{f}"),
@@ -171,6 +182,15 @@ pub fn parse(
             Long("publish-rate") => o.publish_rate = parse_num(&flag, &value(&mut parser)?)?,
             Long("publish-burst") => o.publish_burst = parse_num(&flag, &value(&mut parser)?)?,
             Long("trust-proxy") => o.trust_proxy = Some(parse_num(&flag, &value(&mut parser)?)?),
+            Long("data") => data = Some(value(&mut parser)?),
+            Long("fsync") => {
+                o.fsync = match value(&mut parser)?.as_str() {
+                    "always" => Fsync::Always,
+                    "batch" => Fsync::Batch,
+                    "off" => Fsync::Off,
+                    v => return Err(format!("--fsync: expected always|batch|off, got {v:?}")),
+                }
+            }
             Long("max-message") => o.max_message = parse_num(&flag, &value(&mut parser)?)?,
             Long("max-connections") => o.max_connections = parse_num(&flag, &value(&mut parser)?)?,
             Long("heartbeat-ms") => o.heartbeat = millis(&flag, &value(&mut parser)?)?,
@@ -193,7 +213,31 @@ pub fn parse(
         }
     }
     check(&o)?;
+    o.data = match data.as_deref() {
+        None => Some(default_data_dir(&o.name)),
+        Some("none") => None,
+        Some("") => return Err("--data: a directory, or none".into()),
+        Some(dir) => Some(dir.into()),
+    };
     Ok(Command::Run(Box::new(o)))
+}
+
+/// `watercooler-data/NAME` under the working directory, the name made safe
+/// for a path (so two nodes started in one folder keep separate logs).
+pub fn default_data_dir(name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '@' | '.' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    let safe = if safe.starts_with('.') {
+        format!("_{safe}")
+    } else {
+        safe
+    };
+    PathBuf::from("watercooler-data").join(safe)
 }
 
 fn millis(flag: &str, s: &str) -> Result<Duration, String> {
@@ -251,6 +295,26 @@ mod tests {
             Command::Run(o) => Ok(*o),
             _ => Err("not run".into()),
         }
+    }
+
+    #[test]
+    fn the_log_directory_defaults_to_one_per_node_name() {
+        let o = run(&["--name", "node1@127.0.0.1"], None).unwrap();
+        assert_eq!(
+            o.data,
+            Some(PathBuf::from("watercooler-data/node1@127.0.0.1"))
+        );
+        assert_eq!(o.fsync, Fsync::Batch);
+        let o = run(&["--name", "../x/y", "--fsync", "always"], None).unwrap();
+        assert_eq!(o.data, Some(PathBuf::from("watercooler-data/_.._x_y")));
+        assert_eq!(o.fsync, Fsync::Always);
+        assert_eq!(run(&["--data", "none"], None).unwrap().data, None);
+        assert_eq!(
+            run(&["--data", "/var/lib/wc"], None).unwrap().data,
+            Some(PathBuf::from("/var/lib/wc"))
+        );
+        assert!(run(&["--fsync", "sometimes"], None).is_err());
+        assert!(run(&["--data", ""], None).is_err());
     }
 
     #[test]

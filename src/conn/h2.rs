@@ -239,6 +239,12 @@ impl<S: Stream> H2Conn<S> {
         self.serve(stream, &req, body, env);
     }
 
+    /// The log committed what this connection's answers acknowledge.
+    pub fn release(&mut self, env: &mut Env) -> Step {
+        self.pipe.hold = false;
+        self.flush(env)
+    }
+
     /// The node serves now: answer the requests held until now.
     pub fn resume(&mut self, env: &mut Env) -> Step {
         for (stream, req, body) in std::mem::take(&mut self.held) {
@@ -269,6 +275,7 @@ impl<S: Stream> H2Conn<S> {
                 } else {
                     self.respond(stream, resp);
                 }
+                self.pipe.hold_if_waiting(env);
                 self.log(req, status, n, since, env);
             }
             Answer::Stream {

@@ -54,6 +54,9 @@ pub struct Env<'a> {
     /// or answers left after a pause): the loop calls `ready` again before
     /// it sleeps (mio will not say so again).
     pub more: bool,
+    /// Set when the connection started holding its output for the turn's
+    /// log commit: the loop releases it once the commit succeeded.
+    pub hold: bool,
 }
 
 /// What the poll said of a socket (or the loop, for the pending list).
@@ -123,6 +126,9 @@ pub struct Pipe<S> {
     pub transport: Transport,
     pub input: Vec<u8>,
     pub output: Output,
+    /// Nothing is written while set: an answer in `output` acknowledges a
+    /// message the history log has not committed yet (`service::durable`).
+    pub hold: bool,
 }
 
 impl<S: Stream> Pipe<S> {
@@ -132,6 +138,7 @@ impl<S: Stream> Pipe<S> {
             transport,
             input: Vec::new(),
             output: Output::default(),
+            hold: false,
         }
     }
 
@@ -161,9 +168,21 @@ impl<S: Stream> Pipe<S> {
     /// Writes what is queued; returns the bytes that left, and whether
     /// everything (TLS records included) has.
     pub fn flush(&mut self) -> std::io::Result<(usize, bool)> {
+        if self.hold {
+            return Ok((0, false));
+        }
         let before = self.output.len();
         let done = self.transport.write(&mut self.stream, &mut self.output)?;
         Ok((before - self.output.len(), done))
+    }
+
+    /// Holds the output if the answer just made must wait for the turn's
+    /// log commit; the loop is told (`Env::hold`) so it lets it go after.
+    pub fn hold_if_waiting(&mut self, env: &mut Env) {
+        if env.service.take_answer_waits() && !self.hold {
+            self.hold = true;
+            env.hold = true;
+        }
     }
 
     /// Bytes wait to be written: the loop asks for WRITABLE.

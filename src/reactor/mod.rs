@@ -70,6 +70,9 @@ pub struct Server {
     closing: Vec<Token>,
     /// Sockets whose reading was cut short: read again before sleeping.
     pending: Vec<Token>,
+    /// Sockets holding answers until the turn's log commit.
+    held: Vec<Token>,
+    store_deadline: Deadline,
     /// Sockets to flush after a fan-out queued frames for them.
     touched: Vec<Token>,
     /// What this turn's ticks made for every listener (heartbeat, presence).
@@ -135,6 +138,10 @@ impl Server {
             trust_proxy: opts.trust_proxy,
             hsts: opts.cert.is_some(),
         };
+        let mut service = Service::new(&opts.name, config, now);
+        if let Some(dir) = &opts.data {
+            service.open_log(dir, opts.fsync, now)?;
+        }
         let mut timers = Timers::default();
         timers.schedule(now + opts.heartbeat, Key::Heartbeat);
         timers.schedule(now + PRESENCE_EVERY, Key::Presence);
@@ -152,13 +159,15 @@ impl Server {
                 .map(|p| p.addr),
             ports,
             timers,
-            service: Service::new(&opts.name, config, now),
+            service,
             bus,
             tls,
             date: DateCache::new(),
             scratch: vec![0; 16 * 1024],
             closing: Vec::new(),
             pending: Vec::new(),
+            held: Vec::new(),
+            store_deadline: Deadline::default(),
             touched: Vec::new(),
             broadcast: Vec::new(),
             presence_tick: false,
@@ -213,6 +222,7 @@ impl Server {
                 self.with_socket(t, now, |s, cx| s.ready(Ready::READ, cx));
             }
             self.fire_timers(now);
+            self.commit(now);
             self.deliver(now);
             self.remove_closed(now);
             self.dial(now);
@@ -239,12 +249,16 @@ impl Server {
                 service: &mut self.service,
                 date: &mut self.date,
                 more: false,
+                hold: false,
             },
             bus: &mut self.bus,
         };
         let step = f(&mut slot.socket, &mut cx);
         if cx.env.more {
             self.pending.push(t);
+        }
+        if cx.env.hold {
+            self.held.push(t);
         }
         match step {
             Step::Keep => {}
@@ -309,11 +323,30 @@ impl Server {
                         self.accept(i, now);
                     }
                 }
+                // The turn's commit tries again; the entry only wakes the loop.
+                Key::Store => {
+                    let at = self.service.durable.as_ref().and_then(|d| d.retry_at());
+                    self.store_deadline.fired(at, now, &mut self.timers, key);
+                }
                 Key::Drain => {
                     warn!("drain time over: {} connections cut", self.sockets.len());
                     self.exit = true;
                 }
             }
+        }
+    }
+
+    /// Makes what this turn accepted durable (`--data`), once, then lets
+    /// the answers that waited for it go; a failed commit is tried again
+    /// after `durable::RETRY` (held answers wait, publishes get 503).
+    fn commit(&mut self, now: Instant) {
+        if self.service.commit(now) {
+            for t in std::mem::take(&mut self.held) {
+                self.with_socket(t, now, |s, cx| s.release(cx));
+            }
+        } else {
+            let at = self.service.durable.as_ref().and_then(|d| d.retry_at());
+            self.store_deadline.set(at, &mut self.timers, Key::Store);
         }
     }
 

@@ -138,6 +138,15 @@ impl Socket {
         }
     }
 
+    /// The turn's log commit succeeded: answers held for it may go.
+    pub fn release(&mut self, cx: &mut Cx) -> Step {
+        match self {
+            Socket::Http(c) => c.release(&mut cx.env),
+            Socket::H2(c) => c.release(&mut cx.env),
+            Socket::Peer(_) => Step::Keep,
+        }
+    }
+
     /// The node serves now: a held request is answered.
     pub fn resume(&mut self, cx: &mut Cx) -> Step {
         match self {

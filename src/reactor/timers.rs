@@ -26,6 +26,8 @@ pub enum Key {
     Accept,
     /// The drain's time is up.
     Drain,
+    /// A failed history-log commit is tried again.
+    Store,
 }
 
 #[derive(Default)]

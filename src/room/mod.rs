@@ -74,6 +74,10 @@ pub struct Rooms {
     touched: Vec<RoomId>,
     /// Our own messages not yet sent to the other nodes.
     peer_outbox: Vec<Rc<Entry>>,
+    /// Every message accepted (ours and peers') not yet handed to the
+    /// durable log; kept only while `storing`.
+    unstored: Vec<Rc<Entry>>,
+    storing: bool,
     /// Messages from other nodes that found no room (all in use).
     pub dropped: u64,
     /// Messages accepted so far (the last entry's `pos`).
@@ -99,6 +103,8 @@ impl Rooms {
             lost: Clock::default(),
             touched: Vec::new(),
             peer_outbox: Vec::new(),
+            unstored: Vec::new(),
+            storing: false,
             dropped: 0,
             accepted: 0,
             delivered: 0,
@@ -273,6 +279,9 @@ impl Rooms {
             self.touched.push(room_id);
         }
         room.push(entry.clone(), now_micros);
+        if self.storing {
+            self.unstored.push(entry.clone());
+        }
         self.log_bytes += cost(&entry);
         self.log.push_back(entry.clone());
         self.trim_log();
@@ -318,6 +327,51 @@ impl Rooms {
     /// Our messages published since the last call, for the other nodes.
     pub fn take_peer_outbox(&mut self) -> Vec<Rc<Entry>> {
         std::mem::take(&mut self.peer_outbox)
+    }
+
+    /// From now on every accepted message is also kept for the durable
+    /// log until `take_unstored` (the node has a log, and has loaded it).
+    pub fn start_storing(&mut self) {
+        self.storing = true;
+    }
+
+    /// Messages accepted since the last call, ours and peers', in order.
+    pub fn take_unstored(&mut self) -> Vec<Rc<Entry>> {
+        std::mem::take(&mut self.unstored)
+    }
+
+    /// Loads messages from the durable log at start, in the order they were
+    /// accepted, as if they came from peers (each origin's in order; a
+    /// duplicate is dropped), then `high_water` (the log's highest seq per
+    /// origin, including what it no longer holds): an origin seen only in
+    /// dropped segments still counts as seen, and a resume behind it says
+    /// missed. Nothing is delivered or re-sent: the node has no listener
+    /// yet, and the peers' replays compare clocks. Returns how many were
+    /// taken.
+    pub fn restore<'a>(
+        &mut self,
+        messages: impl Iterator<Item = (&'a str, Tag, u64, &'a str)>,
+        high_water: &[(Tag, u64)],
+        now_micros: u64,
+    ) -> usize {
+        let mut taken = 0;
+        for (room, origin, seq, text) in messages {
+            if self
+                .accept(origin, seq, room, text.into(), now_micros)
+                .is_some()
+            {
+                taken += 1;
+            }
+        }
+        for &(origin, seq) in high_water {
+            if seq > self.clock.get(origin) && self.clock.set(origin, seq) {
+                self.lost.set(origin, seq);
+            }
+        }
+        self.take_outbox();
+        self.peer_outbox.clear();
+        self.unstored.clear();
+        taken
     }
 
     /// Messages held, across rooms.

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::durable::Durable;
 #[cfg(test)]
 use super::presence::Peer;
 use super::presence::{json_string, Presence};
@@ -40,6 +41,8 @@ pub struct Snapshot<'a> {
     pub local_listeners: usize,
     pub stats: &'a Stats,
     pub rooms: &'a Rooms,
+    /// The history log, when the node keeps one.
+    pub durable: Option<&'a Durable>,
 }
 
 /// Rooms named in `/metrics` (labels stay bounded: the busiest, then a total).
@@ -54,13 +57,23 @@ pub fn healthz(s: &Snapshot) -> (u16, String) {
         .iter()
         .map(|p| json_string(&p.name))
         .collect();
+    // Still 200 while the log cannot be written: the node serves its
+    // listeners; the body says publishes are refused.
+    let log = match s.durable {
+        None => "\"memory\"".to_string(),
+        Some(d) => match d.failing() {
+            None => "\"ok\"".to_string(),
+            Some(why) => json_string(&format!("failing: {why}")),
+        },
+    };
     let body = format!(
-        "{{\"status\":\"{}\",\"node\":{},\"uptime_seconds\":{},\"peers\":[{}],\"listeners\":{}}}\n",
+        "{{\"status\":\"{}\",\"node\":{},\"uptime_seconds\":{},\"peers\":[{}],\"listeners\":{},\"log\":{}}}\n",
         s.phase.name(),
         json_string(&s.presence.node),
         s.uptime.as_secs(),
         peers.join(","),
-        s.local_listeners
+        s.local_listeners,
+        log
     );
     (status, body)
 }
@@ -164,6 +177,31 @@ pub fn metrics(s: &Snapshot) -> String {
         "Publishes refused 429: the client published faster than --publish-rate.",
         &[("", st.publishes_limited as f64)],
     );
+    m.counter(
+        "watercooler_publishes_unstored_total",
+        "Publishes refused 503: the history log could not be written (disk full, read-only).",
+        &[("", st.publishes_unstored as f64)],
+    );
+    if let Some(d) = s.durable {
+        m.gauge(
+            "watercooler_log_ok",
+            "1 while the history log is being written, 0 while its commits fail.",
+            &[("", if d.failing().is_some() { 0.0 } else { 1.0 })],
+        );
+        m.counter(
+            "watercooler_log_commits_total",
+            "History log commits (write, then fsync per --fsync), by outcome.",
+            &[
+                ("outcome=\"ok\"", d.commits as f64),
+                ("outcome=\"failed\"", d.failures as f64),
+            ],
+        );
+        m.gauge(
+            "watercooler_log_loaded_records",
+            "Records loaded from the history log at start.",
+            &[("", d.loaded as f64)],
+        );
+    }
     m.counter(
         "watercooler_streams_opened_total",
         "SSE streams opened.",
@@ -337,6 +375,7 @@ mod tests {
             local_listeners: 1,
             stats: &stats,
             rooms: &rooms,
+            durable: None,
         };
         let text = metrics(&s);
         assert!(text.contains("watercooler_messages_published_total{origin=\"local\"} 3\n"));

@@ -9,6 +9,7 @@
 //! presence) and delivers each to the listeners it is for. No sockets here.
 
 pub mod assets;
+pub mod durable;
 pub mod health;
 pub mod limit;
 pub mod listeners;
@@ -23,6 +24,7 @@ use crate::http::{Method, Request, Response};
 use crate::room::{self, RoomId, Rooms, LOBBY};
 use crate::sse;
 use assets::Assets;
+use durable::Durable;
 use health::Phase;
 use listeners::{Listener, ListenerKey, Listeners};
 use presence::{json_string, Peer, Presence};
@@ -109,6 +111,10 @@ pub struct Service {
     pub started: Instant,
     pub config: Config,
     limiter: limit::Limiter,
+    /// The history log (`--data`); `None`: memory only.
+    pub durable: Option<Durable>,
+    /// The last request's answer may leave only after the turn's commit.
+    answer_waits: bool,
     heartbeat: Rc<[u8]>,
     /// `event: backlog`, put before each message of a new stream's backlog.
     backlog_mark: Rc<[u8]>,
@@ -141,9 +147,39 @@ impl Service {
             started: now,
             limiter: limit::Limiter::new(config.publish_rate, config.publish_burst),
             config,
+            durable: None,
+            answer_waits: false,
             heartbeat: heartbeat.into(),
             backlog_mark: Rc::from(&b"event: backlog\n"[..]),
             quiet: true,
+        }
+    }
+
+    /// Opens the history log in `dir` and loads it (before serving).
+    pub fn open_log(
+        &mut self,
+        dir: &std::path::Path,
+        fsync: crate::store::log::Fsync,
+        now: Instant,
+    ) -> Result<(), String> {
+        let history = self.config.rooms.history;
+        self.durable = Some(Durable::open(dir, fsync, history, &mut self.rooms, now)?);
+        Ok(())
+    }
+
+    /// True once after a request whose answer must wait for the turn's
+    /// commit (a publish under `--fsync batch` or `off`): the connection
+    /// holds its output until the reactor's `commit` lets it go.
+    pub fn take_answer_waits(&mut self) -> bool {
+        std::mem::take(&mut self.answer_waits)
+    }
+
+    /// The end of a turn: what the rooms accepted goes into the log, which
+    /// commits. True when nothing waits (held answers may go).
+    pub fn commit(&mut self, now: Instant) -> bool {
+        match &mut self.durable {
+            None => true,
+            Some(d) => d.commit(&self.rooms.take_unstored(), now),
         }
     }
 
@@ -176,7 +212,7 @@ impl Service {
             }
             Route::Publish { room, text } => match self.client_of(req) {
                 Some(client) => match self.limiter.take(client, now) {
-                    Ok(()) => self.publish(&room, &text),
+                    Ok(()) => self.publish(&room, &text, now),
                     Err(wait) => {
                         self.stats.publishes_limited += 1;
                         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -184,7 +220,7 @@ impl Service {
                             .with_header("retry-after", secs.to_string())
                     }
                 },
-                None => self.publish(&room, &text),
+                None => self.publish(&room, &text, now),
             },
             Route::Messages(room) => {
                 Response::new(200, "application/json", self.messages_json(&room))
@@ -207,6 +243,7 @@ impl Service {
                     local_listeners: self.listeners.len(),
                     stats: &self.stats,
                     rooms: &self.rooms,
+                    durable: self.durable.as_ref(),
                 };
                 let resp = if req.path == "/healthz" {
                     let (status, body) = health::healthz(&snap);
@@ -268,12 +305,20 @@ impl Service {
         Some(last.parse().unwrap_or(peer))
     }
 
-    fn publish(&mut self, room: &str, text: &str) -> Response {
+    fn publish(&mut self, room: &str, text: &str, now: Instant) -> Response {
         if self.phase == Phase::Draining {
             // Its listeners' streams have ended: the message would reach
             // no one here. The client retries on another node.
             return Response::error(503, "the node is shutting down")
                 .with_header("retry-after", "1");
+        }
+        if let Some(why) = self.durable.as_ref().and_then(Durable::failing) {
+            self.stats.publishes_unstored += 1;
+            return Response::error(
+                503,
+                &format!("this node cannot store messages now ({why}); try again soon"),
+            )
+            .with_header("retry-after", durable::RETRY.as_secs().to_string());
         }
         let micros = now_micros();
         let Ok(id) = self.rooms.open(room, micros) else {
@@ -282,6 +327,10 @@ impl Service {
         let text = sse::normalize(text);
         self.rooms.publish(id, &text, micros);
         self.stats.published_local += 1;
+        if let Some(d) = &mut self.durable {
+            let stored = d.commits_each() && d.commit(&self.rooms.take_unstored(), now);
+            self.answer_waits = !stored;
+        }
         let page = if room == LOBBY {
             "/".to_string()
         } else {

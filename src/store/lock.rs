@@ -52,7 +52,7 @@ impl DirLock {
                     format!("process {holder}")
                 };
                 return Err(format!(
-                    "log directory {} is in use: {who} holds {}",
+                    "log directory {} is in use by another watercooler (give each node its own --data): {who} holds {}",
                     dir.display(),
                     path.display()
                 ));

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use super::disk;
 use super::header::{HeaderError, SegmentHeader};
 use super::lock::DirLock;
-use super::record::{self, Record};
+use super::record::{self, Record, RecordRef};
 use super::report::{Damage, Report};
 use super::retention::{self, Summary};
 
@@ -43,6 +43,17 @@ pub enum Fsync {
     /// Never: a commit survives `kill -9` (the page cache does) but not
     /// power loss.
     Off,
+}
+
+impl Fsync {
+    /// As `--fsync` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Batch => "batch",
+            Fsync::Off => "off",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -157,15 +168,21 @@ impl Log {
     /// for a room or text the format cannot hold, and (Other) when
     /// `MAX_PENDING` bytes already wait because commits keep failing.
     pub fn append(&mut self, rec: &Record) -> io::Result<()> {
+        self.append_ref(rec.as_ref())
+    }
+
+    /// `append` without owning the strings (the node appends what its
+    /// rooms hold).
+    pub fn append_ref(&mut self, rec: RecordRef<'_>) -> io::Result<()> {
         if self.pending.len() >= MAX_PENDING {
             return Err(io::Error::other(
                 "log write buffer full: commits are failing",
             ));
         }
-        record::encode(rec, self.salt, &mut self.pending)
+        record::encode_ref(rec, self.salt, &mut self.pending)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         self.pending_records += 1;
-        self.pending_rooms.add(&rec.room, 1);
+        self.pending_rooms.add(rec.room, 1);
         raise(&mut self.pending_high, rec.origin, rec.seq);
         Ok(())
     }

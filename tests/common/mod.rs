@@ -50,9 +50,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Starts a node on 127.0.0.1 with both ports 0 and no publish rate
-    /// limit (tests publish fast from one address; `args` may set one),
-    /// plus `args`.
+    /// Starts a node on 127.0.0.1 with both ports 0, no publish rate
+    /// limit (tests publish fast from one address; `args` may set one) and
+    /// no history log (unless `args` has `--data`), plus `args`.
     pub fn start(args: &[&str]) -> Node {
         let mut full = vec![
             "--bind",
@@ -64,6 +64,11 @@ impl Node {
             "--publish-rate",
             "0",
         ];
+        // Memory only unless the test names a log directory: the default
+        // (watercooler-data/NAME) would land in the source tree.
+        if !args.contains(&"--data") {
+            full.extend_from_slice(&["--data", "none"]);
+        }
         full.extend_from_slice(args);
         let mut child = Command::new(BIN)
             .args(&full)

@@ -215,6 +215,12 @@ impl<S: Stream> Http1<S> {
         self.settle(env)
     }
 
+    /// The log committed what this connection's answers acknowledge.
+    pub fn release(&mut self, env: &mut Env) -> Step {
+        self.pipe.hold = false;
+        self.flush_and_settle(env)
+    }
+
     /// The node started serving: answer the request held until now.
     pub fn resume(&mut self, env: &mut Env) -> Step {
         if let State::Held { since } = self.state {

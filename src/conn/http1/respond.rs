@@ -31,7 +31,9 @@ impl<S: Stream> Http1<S> {
         };
         match env.service.handle(&head.request, body, who, env.now) {
             Answer::Respond(resp) => {
-                if self.answer(head, resp, since, env) {
+                let keep = self.answer(head, resp, since, env);
+                self.pipe.hold_if_waiting(env);
+                if keep {
                     State::Head {
                         since: None,
                         kept: true,

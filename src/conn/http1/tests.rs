@@ -49,6 +49,7 @@ impl Rig {
             service: &mut self.service,
             date: &mut self.date,
             more: false,
+            hold: false,
         };
         let step = f(&mut self.conn, &mut env);
         self.more = env.more;

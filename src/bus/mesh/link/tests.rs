@@ -75,6 +75,7 @@ impl Side {
             service: &mut self.service,
             date: &mut self.date,
             more: false,
+            hold: false,
         };
         f(&mut self.link, &mut env, &mut self.mesh)
     }
