@@ -65,6 +65,13 @@
     // Origin tag (8 hex digits) -> node name. Kept when a node leaves, so
     // its old messages still say where they came from.
     var tags = Object.create(null);
+    // The page came with its room's recent messages, rendered by the node
+    // so they show without JavaScript: taken in (as earlier conversation)
+    // when that room is first shown, so no stream repeats them.
+    var rendered = Array.prototype.map.call(list.querySelectorAll('li[data-id]'), function (li) {
+      var p = li.querySelector('.text');
+      return { id: li.dataset.id, text: p ? p.textContent : '' };
+    });
 
     function originElement(tag) {
       var o = document.createElement('span');
@@ -160,6 +167,7 @@
       current = room;
       var s = storeOf(room);
       s.unread = 0;
+      rendered.splice(0).forEach(function (m) { add(m.id, m.text, true); });
       // A room shown is not news: screen readers announce arrivals only.
       list.removeAttribute('aria-live');
       setTimeout(function () { list.setAttribute('aria-live', 'polite'); }, 0);

@@ -152,6 +152,15 @@ fn two_windows_on_two_nodes() {
         // After a reload the page still receives.
         w2.reload();
         w2.wait_live();
+        // The reloaded page came with the conversation so far (rendered
+        // by the node): the stream's backlog and the fetched messages do
+        // not show it twice.
+        thread::sleep(Duration::from_millis(500));
+        let once = w2.exec(
+            "return timesShown('hello from node1') + ',' + timesShown('hello from node2')",
+            json!([]),
+        );
+        assert_eq!(once, json!("1,1"), "earlier messages after the reload");
         w1.publish("after the reload");
         expect_top(&windows, "after the reload", NODE1);
         // The stream of the page before the reload no longer counts.

@@ -52,6 +52,42 @@ fn home_page_shows_node_name_form_and_assets() {
 }
 
 #[test]
+fn the_page_shows_the_recent_conversation_escaped_without_javascript() {
+    let node = Node::start(&["--name", "n1"]);
+    let empty = node.get("/").text();
+    assert!(empty.contains("<ul id=\"messages\" aria-live=\"polite\" aria-label=\"Messages in #lobby, newest first\"></ul>"), "{empty}");
+    node.publish_ok("first <b>bold</b> & \"quoted\"");
+    node.publish_ok("second");
+    let r = common::post_form(
+        node.http_addr(),
+        "/r/other/publish",
+        "message=elsewhere",
+        &[],
+    );
+    assert_eq!(r.status, 303);
+    let page = node.get("/").text();
+    let first = page
+        .find("first &lt;b&gt;bold&lt;/b&gt; &amp; &quot;quoted&quot;")
+        .unwrap_or_else(|| panic!("first message not rendered escaped: {page}"));
+    let second = page.find(">second</p>").expect("second message rendered");
+    assert!(second < first, "newest first: {page}");
+    assert!(!page.contains("<b>bold</b>"), "unescaped text: {page}");
+    assert!(
+        !page.contains("elsewhere"),
+        "another room's message: {page}"
+    );
+    assert!(
+        page.contains("class=\"msg earlier\" data-id=\"lobby/"),
+        "{page}"
+    );
+    assert!(page.contains("<span class=\"origin\""), "{page}");
+    assert!(page.contains(">n1</span>"), "origin named: {page}");
+    let other = node.get("/r/other").text();
+    assert!(other.contains(">elsewhere</p>"), "{other}");
+    assert!(!other.contains(">second</p>"), "{other}");
+}
+
+#[test]
 fn default_name_is_watercooler_at_host() {
     let node = Node::start(&[]);
     let body = node.get("/").text();

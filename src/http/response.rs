@@ -120,6 +120,19 @@ pub fn http_date(unix_secs: u64) -> String {
     )
 }
 
+/// RFC 3339 UTC to the second, e.g. "1994-11-06T08:49:37Z" (a page's
+/// `<time datetime>`).
+pub fn iso_time(unix_secs: u64) -> String {
+    let (year, month, day) = civil_from_days(unix_secs / 86_400);
+    let s = unix_secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
 /// (year, month 1..=12, day 1..=31) for days since 1970-01-01, by Howard
 /// Hinnant's days-to-civil algorithm (eras of 400 years starting in March).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -164,6 +177,12 @@ impl DateCache {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn iso_times() {
+        assert_eq!(iso_time(784_111_777), "1994-11-06T08:49:37Z");
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
+    }
 
     #[test]
     fn dates() {

@@ -2,6 +2,12 @@
 //! the files of `public/`, embedded at build time so the binary is all a host
 //! needs. Each file's headers (type, `ETag`) are made once at start.
 
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+use crate::http::response::{http_date, iso_time};
+use crate::room::{Entry, Tag};
+
 include!(concat!(env!("OUT_DIR"), "/public_files.rs"));
 
 const HOME: &str = include_str!("../../templates/home.html");
@@ -40,8 +46,29 @@ impl Assets {
     }
 
     /// The page of `room` (a valid room name): its title, where its form
-    /// posts, and the room the script follows first.
-    pub fn page(&self, room: &str) -> Vec<u8> {
+    /// posts, the room the script follows first, and `recent`, the room's
+    /// last messages (oldest first), rendered newest first so they show
+    /// without JavaScript; the script takes them in and the stream's
+    /// backlog does not repeat them. `names` says which node a tag is.
+    pub fn page(&self, room: &str, recent: &[Rc<Entry>], names: &[(Tag, &str)]) -> Vec<u8> {
+        let mut items = String::with_capacity(recent.len() * 200);
+        for e in recent.iter().rev() {
+            let tag = format!("{:08x}", e.origin);
+            let origin = names
+                .iter()
+                .find(|(t, _)| *t == e.origin)
+                .map_or(tag.as_str(), |(_, n)| n);
+            let secs = e.seq / 1_000_000;
+            let _ = write!(
+                items,
+                "<li class=\"msg earlier\" data-id=\"{}\"><div class=\"meta\"><span class=\"origin\" data-tag=\"{tag}\">{}</span><time datetime=\"{}\">{}</time></div><p class=\"text\">{}</p></li>",
+                escape_html(e.id()),
+                escape_html(origin),
+                iso_time(secs),
+                http_date(secs),
+                escape_html(&e.text)
+            );
+        }
         let room = escape_html(room);
         let publish = if room == crate::room::LOBBY {
             "/publish".to_string()
@@ -51,6 +78,7 @@ impl Assets {
         self.home
             .replace("{{room}}", &room)
             .replace("{{publish}}", &publish)
+            .replace("{{messages}}", &items)
             .into_bytes()
     }
 
@@ -109,9 +137,9 @@ mod tests {
     #[test]
     fn home_escapes_the_name() {
         let a = Assets::new("a<b>&\"c");
-        let home = String::from_utf8(a.page("general")).unwrap();
+        let home = String::from_utf8(a.page("general", &[], &[])).unwrap();
         assert!(home.contains("action=\"/r/general/publish\""), "{home}");
-        assert!(String::from_utf8(a.page("lobby"))
+        assert!(String::from_utf8(a.page("lobby", &[], &[]))
             .unwrap()
             .contains("action=\"/publish\""));
         assert!(home.contains("<h2>Node: a&lt;b&gt;&amp;&quot;c</h2>"));

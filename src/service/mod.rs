@@ -207,9 +207,7 @@ impl Service {
         };
         let resp = match routes::route(req, body, &site) {
             Route::Respond(resp) => resp,
-            Route::Page(room) => {
-                Response::new(200, "text/html; charset=utf-8", self.assets.page(&room))
-            }
+            Route::Page(room) => Response::new(200, "text/html; charset=utf-8", self.page(&room)),
             Route::Publish { room, text } => match self.client_of(req) {
                 Some(client) => match self.limiter.take(client, now) {
                     Ok(()) => self.publish(&room, &text, now),
@@ -271,6 +269,20 @@ impl Service {
         };
         self.stats.count_status(resp.status);
         Answer::Respond(self.secure_headers(resp, req.secure))
+    }
+
+    /// A room's page, with its last `--backlog` messages (at least 50)
+    /// rendered in it.
+    fn page(&self, room: &str) -> Vec<u8> {
+        let recent = match self.rooms.find(room) {
+            Some(id) => self.rooms.recent(&[id], self.config.backlog.max(50)),
+            None => Vec::new(),
+        };
+        let mut names: Vec<(room::Tag, &str)> = vec![(self.rooms.tag, &self.presence.node)];
+        for p in &self.presence.peers {
+            names.push((room::tag_of(&p.name), &p.name));
+        }
+        self.assets.page(room, &recent, &names)
     }
 
     /// What every answer says about itself: no sniffing, no referrer; a
