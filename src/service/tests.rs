@@ -165,3 +165,35 @@ fn a_new_stream_gets_the_backlog_marked_and_a_resuming_one_does_not() {
     };
     assert!(mark.is_none());
 }
+
+/// With a history log under `--fsync batch`, a publish's answer waits for
+/// the turn's commit (and only a publish's); what was committed is there
+/// after a restart; a second service on the same directory is refused.
+#[test]
+fn a_publish_waits_for_the_commit_and_survives_a_restart() {
+    use crate::store::log::Fsync;
+    let dir = std::env::temp_dir().join(format!("wc-service-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let now = Instant::now();
+    {
+        let mut s = service();
+        s.open_log(&dir, Fsync::Batch, now).unwrap();
+        let answer = s.handle(&req("POST", "/publish"), b"message=kept", WHO, now);
+        assert_eq!(status(answer), 303);
+        assert!(s.take_answer_waits(), "a 303 waits for the commit");
+        assert!(!s.take_answer_waits(), "told once");
+        assert_eq!(status(s.handle(&req("GET", "/"), b"", WHO, now)), 200);
+        assert!(!s.take_answer_waits(), "a page does not wait");
+        let mut other = service();
+        let refused = other.open_log(&dir, Fsync::Batch, now).unwrap_err();
+        assert!(refused.contains("in use"), "{refused}");
+        assert!(s.commit(now));
+    }
+    let mut s = service();
+    s.open_log(&dir, Fsync::Always, now).unwrap();
+    assert_eq!(s.rooms.len(), 1);
+    let answer = s.handle(&req("POST", "/publish"), b"message=again", WHO, now);
+    assert_eq!(status(answer), 303);
+    assert!(!s.take_answer_waits(), "always: committed on the spot");
+    let _ = std::fs::remove_dir_all(&dir);
+}
