@@ -2,7 +2,8 @@
 //! to send after a turn (`outgoing`), which sockets carry it (`links`),
 //! what to dial (`due`), who is there (`peers`), whether the node may serve
 //! yet (`synced`), and when it next needs the loop (`next_deadline`). A lone
-//! node has no bus; `mesh` is the full mesh of peer links.
+//! node has no bus; `mesh` is the full mesh of peer links; `redis` carries
+//! messages through a Redis Stream (two connections, no links).
 
 pub mod mesh;
 pub mod redis;
@@ -16,17 +17,32 @@ use mio::Token;
 use crate::service::presence::Peer;
 use crate::service::Service;
 use mesh::{LinkEnd, Mesh};
+use redis::node::{RedisBus, Role};
 
 pub enum Bus {
     /// A node without `--config`: nothing to reach.
     Alone,
     Mesh(Box<Mesh>),
+    Redis(Box<RedisBus>),
 }
 
-/// A connection to open.
-pub struct Dial {
-    pub name: String,
-    pub addr: SocketAddr,
+/// A connection to open: a peer of the mesh, or one of the Redis bus's.
+pub enum Dial {
+    Peer { name: String, addr: SocketAddr },
+    Redis(Role),
+}
+
+/// What `/healthz` and `/metrics` say of the bus.
+pub struct BusStatus {
+    pub kind: &'static str,
+    pub connected: bool,
+    /// Our messages not yet handed to the bus (Redis: not acknowledged).
+    pub outbox: usize,
+    pub reconnects: u64,
+    /// Times the bus lost data we may not have read.
+    pub data_lost: u64,
+    /// Why a publish must be refused now (Redis away and the outbox full).
+    pub refuses: Option<String>,
 }
 
 impl Bus {
@@ -35,6 +51,7 @@ impl Bus {
         match self {
             Bus::Alone => true,
             Bus::Mesh(m) => m.synced(now),
+            Bus::Redis(r) => r.synced(now),
         }
     }
 
@@ -50,6 +67,13 @@ impl Bus {
                     (a, b) => a.or(b),
                 }
             }
+            Bus::Redis(r) => {
+                let sync = (!serving).then_some(r.sync_until);
+                match (r.next_dial(), sync) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
         }
     }
 
@@ -61,22 +85,27 @@ impl Bus {
                 .members
                 .due(now)
                 .into_iter()
-                .map(|(name, addr)| Dial { name, addr })
+                .map(|(name, addr)| Dial::Peer { name, addr })
                 .collect(),
+            Bus::Redis(r) => r.due(now).into_iter().map(Dial::Redis).collect(),
         }
     }
 
-    /// A dial is under way on `token` (or failed at once: `None`).
-    pub fn dialing(&mut self, dial: &Dial, token: Option<Token>, now: Instant) {
-        if let Bus::Mesh(m) = self {
-            let raw = token.map_or(0, |t| t.0 as u64);
-            m.members.dialing(&dial.name, raw);
-            if token.is_none() {
-                m.members.dial_ended(&dial.name, 0, now);
+    /// A dial is under way on `token` (or failed at once: `None`, and why).
+    pub fn dialing(&mut self, dial: &Dial, token: Option<Token>, why: Option<&str>, now: Instant) {
+        match (self, dial) {
+            (Bus::Mesh(m), Dial::Peer { name, .. }) => {
+                let raw = token.map_or(0, |t| t.0 as u64);
+                m.members.dialing(name, raw);
+                if token.is_none() {
+                    m.members.dial_ended(name, 0, now);
+                }
+                if let Some(t) = token {
+                    m.opened(t);
+                }
             }
-            if let Some(t) = token {
-                m.opened(t);
-            }
+            (Bus::Redis(r), Dial::Redis(role)) => r.dialing(*role, token, why, now),
+            _ => {}
         }
     }
 
@@ -93,10 +122,56 @@ impl Bus {
         }
     }
 
+    /// One of the Redis bus's connections closed.
+    pub fn redis_closed(&mut self, token: Token, now: Instant) {
+        if let Bus::Redis(r) = self {
+            r.closed(token, now);
+        }
+    }
+
+    /// The bus's own sockets with something to write after `outgoing`.
+    pub fn to_flush(&self) -> Vec<Token> {
+        match self {
+            Bus::Redis(r) => r.to_flush(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The listeners are to be told some messages were missed (the bus
+    /// lost data), once.
+    pub fn take_missed(&mut self) -> bool {
+        match self {
+            Bus::Redis(r) => r.take_missed(),
+            _ => false,
+        }
+    }
+
+    pub fn status(&self) -> Option<BusStatus> {
+        match self {
+            Bus::Alone => None,
+            Bus::Mesh(m) => Some(BusStatus {
+                kind: "mesh",
+                connected: !m.links().is_empty(),
+                outbox: 0,
+                reconnects: 0,
+                data_lost: 0,
+                refuses: None,
+            }),
+            Bus::Redis(r) => Some(BusStatus {
+                kind: "redis",
+                connected: r.connected_both(),
+                outbox: r.outbox_len(),
+                reconnects: r.stats.reconnects,
+                data_lost: r.stats.data_lost,
+                refuses: r.refuses_publish(),
+            }),
+        }
+    }
+
     /// The sockets that carry messages to the other nodes.
     pub fn links(&self) -> &[Token] {
         match self {
-            Bus::Alone => &[],
+            Bus::Alone | Bus::Redis(_) => &[],
             Bus::Mesh(m) => m.links(),
         }
     }
@@ -110,6 +185,10 @@ impl Bus {
                 Vec::new()
             }
             Bus::Mesh(m) => m.outgoing(service, presence_tick),
+            Bus::Redis(r) => {
+                r.outgoing(service, presence_tick);
+                Vec::new()
+            }
         }
     }
 
@@ -118,12 +197,15 @@ impl Bus {
         match self {
             Bus::Alone => Vec::new(),
             Bus::Mesh(m) => m.members.linked(),
+            Bus::Redis(r) => r.peers(),
         }
     }
 
     pub fn log_serving(&self) {
-        if let Bus::Mesh(m) = self {
-            m.log_serving();
+        match self {
+            Bus::Alone => {}
+            Bus::Mesh(m) => m.log_serving(),
+            Bus::Redis(r) => r.log_serving(),
         }
     }
 }

@@ -31,6 +31,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::bus::mesh::config::ClusterConfig;
 use crate::bus::mesh::{LinkEnd, Mesh};
+use crate::bus::redis::node::RedisBus;
 use crate::bus::Bus;
 use crate::cli::Options;
 use crate::conn::{Env, Ready, Step};
@@ -100,7 +101,23 @@ impl Server {
         let poll = Poll::new().map_err(|e| format!("poll: {e}"))?;
         let bus = match cluster {
             None => Bus::Alone,
-            Some(c) => Bus::Mesh(Box::new(Mesh::new(c, &opts.name, seed(), now))),
+            Some(c) => match c.redis.clone() {
+                Some(url) => {
+                    let maxlen = (opts.history * 10).max(10_000);
+                    let until = now + c.sync_nodes_timeout;
+                    let r = RedisBus::new(
+                        url,
+                        &opts.name,
+                        maxlen,
+                        opts.max_message,
+                        until,
+                        seed(),
+                        now,
+                    );
+                    Bus::Redis(Box::new(r))
+                }
+                None => Bus::Mesh(Box::new(Mesh::new(c, &opts.name, seed(), now))),
+            },
         };
         let mut binds = vec![
             (SocketAddr::new(opts.bind, opts.port), Kind::Http),
@@ -145,6 +162,8 @@ impl Server {
         let mut timers = Timers::default();
         timers.schedule(now + opts.heartbeat, Key::Heartbeat);
         timers.schedule(now + PRESENCE_EVERY, Key::Presence);
+        // The first turn dials what the bus has to.
+        timers.schedule(now, Key::Bus);
         Ok(Server {
             poll,
             sockets: Sockets::new(),
@@ -361,6 +380,13 @@ impl Server {
                 self.with_socket(t, now, |s, cx| s.send_to_peer(&frames, cx));
             }
         }
+        for t in self.bus.to_flush() {
+            self.with_socket(t, now, |s, cx| s.flush(cx));
+        }
+        if self.bus.take_missed() {
+            self.broadcast.push(Service::missed_frame());
+        }
+        self.service.bus = self.bus.status();
         let rooms = self.service.take_outbox();
         let broadcast = std::mem::take(&mut self.broadcast);
         if rooms.is_empty() && broadcast.is_empty() {
@@ -438,6 +464,11 @@ impl Server {
                     }
                     c.close();
                     let _ = self.poll.registry().deregister(c.stream());
+                }
+                Socket::Redis(mut r) => {
+                    r.close();
+                    self.bus.redis_closed(t, now);
+                    let _ = self.poll.registry().deregister(r.stream());
                 }
                 Socket::Peer(mut link) => {
                     stats.open_peers -= 1;

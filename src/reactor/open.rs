@@ -3,7 +3,7 @@
 //! HTTP/2. Each is registered with the poll and its first handler run (data
 //! may already be waiting: edge-triggered, no event will say so).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -14,7 +14,9 @@ use super::sockets::Socket;
 use super::timers::Key;
 use super::{Server, ACCEPT_PAUSE};
 use crate::bus::mesh::link::PeerLink;
-use crate::bus::Dial;
+use crate::bus::redis::client::RedisConn;
+use crate::bus::redis::node::Role;
+use crate::bus::{Bus, Dial};
 use crate::conn::h2::H2Conn;
 use crate::conn::http1::Http1;
 use crate::conn::tls_session::TlsSession;
@@ -130,6 +132,30 @@ impl Server {
         }
     }
 
+    /// Opens one of the Redis bus's connections (resolving its host now:
+    /// an address may change between reconnects).
+    fn dial_redis(&mut self, role: Role, now: Instant) -> Result<Token, String> {
+        let Bus::Redis(bus) = &self.bus else {
+            return Err("not a Redis bus".into());
+        };
+        let url = &bus.url;
+        let addr = (url.host.as_str(), url.port)
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
+            .next()
+            .ok_or_else(|| format!("cannot resolve {}", url.host))?;
+        if url.tls {
+            return Err("rediss:// needs TLS to Redis, which this build does not have yet".into());
+        }
+        let transport = Transport::Plain;
+        let stream =
+            TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let conn = RedisConn::dial(stream, transport, role, addr, now);
+        self.add_socket(Socket::Redis(Box::new(conn)), now)
+            .ok_or_else(|| "cannot register the socket".to_string())
+    }
+
     /// Opens the connections the bus asks for (a non-blocking connect: the
     /// link learns the outcome when its socket turns writable).
     pub(super) fn dial(&mut self, now: Instant) {
@@ -138,22 +164,25 @@ impl Server {
             return;
         }
         for dial in self.bus.due(now) {
-            let Dial { name, addr } = &dial;
-            let token = match TcpStream::connect(*addr) {
-                Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
-                    let link = PeerLink::dial(stream, *addr, name, now);
-                    self.add_socket(Socket::Peer(Box::new(link)), now)
-                }
-                Err(e) => {
-                    debug!("dial {name} ({addr}) failed: {e}");
-                    None
-                }
+            let (token, why) = match &dial {
+                Dial::Peer { name, addr } => match TcpStream::connect(*addr) {
+                    Ok(stream) => {
+                        let _ = stream.set_nodelay(true);
+                        let link = PeerLink::dial(stream, *addr, name, now);
+                        self.service.stats.open_peers += 1;
+                        (self.add_socket(Socket::Peer(Box::new(link)), now), None)
+                    }
+                    Err(e) => {
+                        debug!("dial {name} ({addr}) failed: {e}");
+                        (None, None)
+                    }
+                },
+                Dial::Redis(role) => match self.dial_redis(*role, now) {
+                    Ok(t) => (Some(t), None),
+                    Err(why) => (None, Some(why)),
+                },
             };
-            if token.is_some() {
-                self.service.stats.open_peers += 1;
-            }
-            self.bus.dialing(&dial, token, now);
+            self.bus.dialing(&dial, token, why.as_deref(), now);
         }
         let serving = self.service.phase != Phase::Starting;
         let next = self.bus.next_deadline(serving);

@@ -17,6 +17,8 @@ use slab::Slab;
 use super::timers::Deadline;
 use crate::bus::mesh::link::PeerLink;
 use crate::bus::mesh::Mesh;
+use crate::bus::redis::client::RedisConn;
+use crate::bus::redis::node::RedisBus;
 use crate::bus::Bus;
 use crate::conn::h2::H2Conn;
 use crate::conn::http1::Http1;
@@ -26,6 +28,8 @@ pub enum Socket {
     Http(Box<Http1<TcpStream>>),
     H2(Box<H2Conn<TcpStream>>),
     Peer(Box<PeerLink<TcpStream>>),
+    /// One of the Redis bus's two connections.
+    Redis(Box<RedisConn<TcpStream>>),
 }
 
 pub struct Slot {
@@ -57,6 +61,14 @@ impl Cx<'_> {
             _ => Step::Close,
         }
     }
+
+    /// Runs `f` on the Redis bus; its connections exist only on one.
+    fn redis(&mut self, f: impl FnOnce(&mut Env, &mut RedisBus) -> Step) -> Step {
+        match self.bus {
+            Bus::Redis(bus) => f(&mut self.env, bus),
+            _ => Step::Close,
+        }
+    }
 }
 
 impl Socket {
@@ -65,6 +77,7 @@ impl Socket {
             Socket::Http(c) => c.stream(),
             Socket::H2(c) => c.stream(),
             Socket::Peer(p) => p.stream(),
+            Socket::Redis(r) => r.stream(),
         }
     }
 
@@ -75,6 +88,7 @@ impl Socket {
             Socket::Http(c) => c.wants_write(),
             Socket::H2(c) => c.wants_write(),
             Socket::Peer(p) => p.wants_write(),
+            Socket::Redis(r) => r.wants_write(),
         };
         if write {
             Interest::READABLE | Interest::WRITABLE
@@ -88,6 +102,7 @@ impl Socket {
             Socket::Http(c) => c.deadline(),
             Socket::H2(c) => c.deadline(),
             Socket::Peer(p) => p.deadline(),
+            Socket::Redis(r) => r.deadline(),
         }
     }
 
@@ -96,6 +111,7 @@ impl Socket {
             Socket::Http(c) => c.ready(ready, &mut cx.env),
             Socket::H2(c) => c.ready(ready, &mut cx.env),
             Socket::Peer(p) => cx.mesh(|env, mesh| p.ready(ready, env, mesh)),
+            Socket::Redis(r) => cx.redis(|env, bus| r.ready(ready, env, bus)),
         }
     }
 
@@ -104,6 +120,7 @@ impl Socket {
             Socket::Http(c) => c.expired(&mut cx.env),
             Socket::H2(c) => c.expired(&mut cx.env),
             Socket::Peer(p) => p.expired(&mut cx.env),
+            Socket::Redis(r) => cx.redis(|env, bus| r.expired(env, bus)),
         }
     }
 
@@ -112,7 +129,7 @@ impl Socket {
         match self {
             Socket::Http(c) => c.push(frames),
             Socket::H2(c) => c.push(stream, frames, now),
-            Socket::Peer(_) => Step::Keep,
+            Socket::Peer(_) | Socket::Redis(_) => Step::Keep,
         }
     }
 
@@ -135,6 +152,7 @@ impl Socket {
             Socket::Http(c) => c.flush_and_settle(&mut cx.env),
             Socket::H2(c) => c.flush(&mut cx.env),
             Socket::Peer(p) => p.flush(&mut cx.env),
+            Socket::Redis(r) => cx.redis(|env, bus| r.flush(env, bus)),
         }
     }
 
@@ -143,7 +161,7 @@ impl Socket {
         match self {
             Socket::Http(c) => c.release(&mut cx.env),
             Socket::H2(c) => c.release(&mut cx.env),
-            Socket::Peer(_) => Step::Keep,
+            Socket::Peer(_) | Socket::Redis(_) => Step::Keep,
         }
     }
 
@@ -162,6 +180,7 @@ impl Socket {
             Socket::Http(c) => c.drain(last, &mut cx.env),
             Socket::H2(c) => c.drain(last, &mut cx.env),
             Socket::Peer(p) => p.leave(&mut cx.env),
+            Socket::Redis(r) => cx.redis(|env, bus| r.drain(env, bus)),
         }
     }
 }

@@ -12,6 +12,7 @@ use super::durable::Durable;
 use super::presence::Peer;
 use super::presence::{json_string, Presence};
 use super::stats::Stats;
+use crate::bus::BusStatus;
 use crate::room::Rooms;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct Snapshot<'a> {
     pub rooms: &'a Rooms,
     /// The history log, when the node keeps one.
     pub durable: Option<&'a Durable>,
+    /// The bus, when the node has one.
+    pub bus: Option<&'a BusStatus>,
 }
 
 /// Rooms named in `/metrics` (labels stay bounded: the busiest, then a total).
@@ -66,14 +69,23 @@ pub fn healthz(s: &Snapshot) -> (u16, String) {
             Some(why) => json_string(&format!("failing: {why}")),
         },
     };
+    // Still 200 while Redis is away: the node serves its own listeners.
+    let bus = match s.bus {
+        None => String::new(),
+        Some(b) => format!(
+            ",\"bus\":{{\"kind\":\"{}\",\"connected\":{},\"outbox\":{}}}",
+            b.kind, b.connected, b.outbox
+        ),
+    };
     let body = format!(
-        "{{\"status\":\"{}\",\"node\":{},\"uptime_seconds\":{},\"peers\":[{}],\"listeners\":{},\"log\":{}}}\n",
+        "{{\"status\":\"{}\",\"node\":{},\"uptime_seconds\":{},\"peers\":[{}],\"listeners\":{},\"log\":{}{}}}\n",
         s.phase.name(),
         json_string(&s.presence.node),
         s.uptime.as_secs(),
         peers.join(","),
         s.local_listeners,
-        log
+        log,
+        bus
     );
     (status, body)
 }
@@ -182,6 +194,29 @@ pub fn metrics(s: &Snapshot) -> String {
         "Publishes refused 503: the history log could not be written (disk full, read-only).",
         &[("", st.publishes_unstored as f64)],
     );
+    if let Some(b) = s.bus {
+        let kind = format!("bus=\"{}\"", b.kind);
+        m.gauge(
+            "watercooler_bus_connected",
+            "1 while the bus is connected (Redis: both connections; mesh: any link).",
+            &[(&kind, if b.connected { 1.0 } else { 0.0 })],
+        );
+        m.gauge(
+            "watercooler_bus_outbox",
+            "Our messages not yet acknowledged by the bus (Redis), at most 10,000.",
+            &[(&kind, b.outbox as f64)],
+        );
+        m.counter(
+            "watercooler_bus_reconnects_total",
+            "Connections to the bus that failed and were dialled again (Redis).",
+            &[(&kind, b.reconnects as f64)],
+        );
+        m.counter(
+            "watercooler_bus_data_lost_total",
+            "Times the bus lost messages a node may not have read (listeners were told: missed).",
+            &[(&kind, b.data_lost as f64)],
+        );
+    }
     if let Some(d) = s.durable {
         m.gauge(
             "watercooler_log_ok",
@@ -376,6 +411,7 @@ mod tests {
             stats: &stats,
             rooms: &rooms,
             durable: None,
+            bus: None,
         };
         let text = metrics(&s);
         assert!(text.contains("watercooler_messages_published_total{origin=\"local\"} 3\n"));

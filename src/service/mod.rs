@@ -38,6 +38,14 @@ pub const DRAIN_RETRY_MS: u64 = 1000;
 /// The pages' policy: their own scripts, styles and images only (no inline
 /// script), and no framing by another site.
 const CSP: &str = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+/// A resume that needs what this node no longer has, or never had.
+const MISSED_OLD: &str =
+    "some messages were missed: they are older than this node's history or it never had them";
+/// The bus lost messages (Redis restarted empty, or trimmed what a node had
+/// not read yet).
+const MISSED_BUS: &str =
+    "some messages were missed: the cluster's message bus lost some; what follows is live";
+
 /// Rooms listed by `GET /rooms`.
 const LISTED_ROOMS: usize = 200;
 /// A node tells the others about this many of its busiest rooms.
@@ -113,6 +121,9 @@ pub struct Service {
     limiter: limit::Limiter,
     /// The history log (`--data`); `None`: memory only.
     pub durable: Option<Durable>,
+    /// What the bus says of itself (connected, outbox, and why a publish
+    /// must be refused now); set by the reactor after each turn.
+    pub bus: Option<crate::bus::BusStatus>,
     /// The last request's answer may leave only after the turn's commit.
     answer_waits: bool,
     heartbeat: Rc<[u8]>,
@@ -148,6 +159,7 @@ impl Service {
             limiter: limit::Limiter::new(config.publish_rate, config.publish_burst),
             config,
             durable: None,
+            bus: None,
             answer_waits: false,
             heartbeat: heartbeat.into(),
             backlog_mark: Rc::from(&b"event: backlog\n"[..]),
@@ -242,6 +254,7 @@ impl Service {
                     stats: &self.stats,
                     rooms: &self.rooms,
                     durable: self.durable.as_ref(),
+                    bus: self.bus.as_ref(),
                 };
                 let resp = if req.path == "/healthz" {
                     let (status, body) = health::healthz(&snap);
@@ -332,6 +345,10 @@ impl Service {
             )
             .with_header("retry-after", durable::RETRY.as_secs().to_string());
         }
+        if let Some(why) = self.bus.as_ref().and_then(|b| b.refuses.as_ref()) {
+            return Response::error(503, &format!("{why}; try again soon"))
+                .with_header("retry-after", "5");
+        }
         let micros = now_micros();
         let Ok(id) = self.rooms.open(room, micros) else {
             return too_many_rooms();
@@ -377,12 +394,7 @@ impl Service {
         if let Some(id) = last_id {
             let resume = self.rooms.resume(&ids, id);
             if resume.missed {
-                sse::encode(
-                    &mut first,
-                    None,
-                    Some("missed"),
-                    "some messages were missed: they are older than this node's history or it never had them",
-                );
+                sse::encode(&mut first, None, Some("missed"), MISSED_OLD);
             }
             replay = resume.frames;
         }
@@ -517,6 +529,13 @@ impl Service {
             json_string(room),
             items.join(",")
         )
+    }
+
+    /// For every stream when the bus lost messages some may not have got.
+    pub fn missed_frame() -> Rc<[u8]> {
+        let mut f = Vec::new();
+        sse::encode(&mut f, None, Some("missed"), MISSED_BUS);
+        f.into()
     }
 
     /// The last thing each stream gets before the node shuts down: a hint

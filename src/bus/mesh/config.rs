@@ -6,6 +6,8 @@
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use crate::bus::redis::url::RedisUrl;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// `node1@127.0.0.1`
@@ -16,6 +18,9 @@ pub struct Member {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
+    /// `bus = redis://…`: messages and presence go through Redis; `nodes`
+    /// and `cookie` are then not needed. `None`: the mesh.
+    pub redis: Option<RedisUrl>,
     pub nodes: Vec<Member>,
     pub sync_nodes_timeout: Duration,
     pub cookie: String,
@@ -58,6 +63,7 @@ pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> 
     let mut nodes: Option<(Vec<Member>, usize)> = None;
     let mut sync = None;
     let mut cookie = None;
+    let mut redis: Option<Option<RedisUrl>> = None;
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -105,8 +111,24 @@ pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> 
                 }
                 cookie = Some((value.to_string(), n));
             }
+            "bus" => {
+                dup(redis.is_some())?;
+                redis = Some(match value {
+                    "mesh" => None,
+                    url => Some(RedisUrl::parse(url).map_err(|e| format!("{file}:{n}: bus: {e}"))?),
+                });
+            }
             _ => return Err(format!("{file}:{n}: unknown key `{key}`")),
         }
+    }
+    let sync_nodes_timeout = sync.unwrap_or(Duration::from_millis(5000));
+    if let Some(Some(url)) = redis {
+        return Ok(ClusterConfig {
+            redis: Some(url),
+            nodes: nodes.map(|(n, _)| n).unwrap_or_default(),
+            sync_nodes_timeout,
+            cookie: cookie.map(|(c, _)| c).unwrap_or_default(),
+        });
     }
     let Some((nodes, line)) = nodes else {
         return Err(format!("{file}: no `nodes` line"));
@@ -127,8 +149,9 @@ pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> 
         ));
     }
     Ok(ClusterConfig {
+        redis: None,
         nodes,
-        sync_nodes_timeout: sync.unwrap_or(Duration::from_millis(5000)),
+        sync_nodes_timeout,
         cookie,
     })
 }
@@ -218,6 +241,25 @@ cookie = change-me
                 "{text:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_redis_bus_needs_no_nodes_or_cookie() {
+        let c = parse("f", "bus = redis://:s3cret@127.0.0.1:6380/2\n", "x@h").unwrap();
+        let url = c.redis.unwrap();
+        assert_eq!((url.port, url.db), (6380, 2));
+        assert!(c.nodes.is_empty());
+        let mesh = parse(
+            "f",
+            "bus = mesh\nnodes = a@127.0.0.1:1\ncookie = x",
+            "a@127.0.0.1",
+        );
+        assert!(mesh.unwrap().redis.is_none());
+        let err = parse("f", "bus = http://x", "a").unwrap_err();
+        assert!(err.starts_with("f:1: bus: unknown scheme"), "{err}");
+        assert!(!parse("f", "bus = redis://:hunter2@h:x", "a")
+            .unwrap_err()
+            .contains("hunter2"));
     }
 
     #[test]

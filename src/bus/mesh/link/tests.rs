@@ -26,6 +26,7 @@ const B: &str = "b@127.0.0.1";
 
 fn config(cookie: &str) -> ClusterConfig {
     ClusterConfig {
+        redis: None,
         nodes: vec![
             Member {
                 name: A.into(),
