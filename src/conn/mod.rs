@@ -9,7 +9,8 @@
 //!
 //! - `http1`: an HTTP/1.1 connection (framing only; the service answers);
 //! - `h2`: an HTTP/2 connection around the sans-IO core in `crate::h2`;
-//! - `transport`, `tls_session`: plain TCP or rustls under one interface;
+//! - `transport`, `tls_session`, `tls_client`: plain TCP or rustls (a
+//!   server session, or a client one for `rediss://`) under one interface;
 //! - `output`: a socket's pending output (shared SSE frames, vectored writes);
 //! - `io`: the read call everything is built on.
 
@@ -17,6 +18,7 @@ pub mod h2;
 pub mod http1;
 pub mod io;
 pub mod output;
+pub mod tls_client;
 pub mod tls_session;
 pub mod transport;
 

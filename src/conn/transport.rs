@@ -8,11 +8,14 @@ use std::io::{self, ErrorKind, IoSlice, Read, Write};
 
 use super::io::{read_once, ReadEnd};
 use super::output::{Output, MAX_SLICES};
+use super::tls_client::TlsClient;
 use super::tls_session::TlsSession;
 
 pub enum Transport {
     Plain,
     Tls(Box<TlsSession>),
+    /// An outgoing TLS connection (`rediss://`).
+    Client(Box<TlsClient>),
 }
 
 impl Transport {
@@ -39,6 +42,7 @@ impl Transport {
                 }
             },
             Transport::Tls(tls) => tls.read(stream, scratch, into, limit),
+            Transport::Client(tls) => tls.read(stream, scratch, into, limit),
         }
     }
 
@@ -70,26 +74,29 @@ impl Transport {
                 Ok(true)
             }
             Transport::Tls(tls) => tls.write(stream, out),
+            Transport::Client(tls) => tls.write(stream, out),
         }
     }
 
     /// TLS: queue a close_notify (sent by the next `write`). Plain: nothing.
     pub fn close_notify(&mut self) {
-        if let Transport::Tls(tls) = self {
-            tls.close_notify();
+        match self {
+            Transport::Plain => {}
+            Transport::Tls(tls) => tls.close_notify(),
+            Transport::Client(tls) => tls.close_notify(),
         }
     }
 
     /// TLS chose HTTP/2 by ALPN.
     pub fn chose_h2(&self) -> bool {
         match self {
-            Transport::Plain => false,
+            Transport::Plain | Transport::Client(_) => false,
             Transport::Tls(tls) => tls.alpn() == Some(b"h2"),
         }
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self, Transport::Tls(_))
+        matches!(self, Transport::Tls(_) | Transport::Client(_))
     }
 
     /// True when rustls has records to send that `write` has not flushed.
@@ -97,6 +104,7 @@ impl Transport {
         match self {
             Transport::Plain => false,
             Transport::Tls(tls) => tls.wants_write(),
+            Transport::Client(tls) => tls.wants_write(),
         }
     }
 }

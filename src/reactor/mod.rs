@@ -105,7 +105,11 @@ impl Server {
                 Some(url) => {
                     let maxlen = (opts.history * 10).max(10_000);
                     let until = now + c.sync_nodes_timeout;
-                    let r = RedisBus::new(
+                    let tls = match url.tls {
+                        true => Some(crate::conn::tls_client::config(url.ca_file.as_deref())?),
+                        false => None,
+                    };
+                    let mut r = RedisBus::new(
                         url,
                         &opts.name,
                         maxlen,
@@ -114,6 +118,7 @@ impl Server {
                         seed(),
                         now,
                     );
+                    r.tls = tls;
                     Bus::Redis(Box::new(r))
                 }
                 None => Bus::Mesh(Box::new(Mesh::new(c, &opts.name, seed(), now))),

@@ -19,6 +19,7 @@ use crate::bus::redis::node::Role;
 use crate::bus::{Bus, Dial};
 use crate::conn::h2::H2Conn;
 use crate::conn::http1::Http1;
+use crate::conn::tls_client::TlsClient;
 use crate::conn::tls_session::TlsSession;
 use crate::conn::transport::Transport;
 use crate::conn::Ready;
@@ -144,10 +145,10 @@ impl Server {
             .map_err(|e| format!("cannot resolve {}: {e}", url.host))?
             .next()
             .ok_or_else(|| format!("cannot resolve {}", url.host))?;
-        if url.tls {
-            return Err("rediss:// needs TLS to Redis, which this build does not have yet".into());
-        }
-        let transport = Transport::Plain;
+        let transport = match &bus.tls {
+            Some(config) => Transport::Client(Box::new(TlsClient::new(config.clone(), &url.host)?)),
+            None => Transport::Plain,
+        };
         let stream =
             TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let _ = stream.set_nodelay(true);

@@ -117,6 +117,8 @@ pub struct RedisStats {
 
 pub struct RedisBus {
     pub url: RedisUrl,
+    /// For `rediss://`: the client configuration (its CA roots).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     me: String,
     tag: Tag,
     maxlen: usize,
@@ -157,6 +159,7 @@ impl RedisBus {
         let per_entry = max_message + 512;
         let read_count = (resp::MAX_TOTAL / 2 / per_entry).clamp(1, 500);
         RedisBus {
+            tls: None,
             url,
             me: me.to_string(),
             tag: tag_of(me),
