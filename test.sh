@@ -7,7 +7,9 @@
 # chromium-driver, with apt-get, when running as root on Debian (then the
 # browser test is required to run, WATERCOOLER_REQUIRE_BROWSER=1, instead of
 # skipping itself); nghttp2-client, Python h2 (in a venv under target/) and
-# httpwg-cli for the HTTP/2 tests. Extra arguments go to `cargo test`.
+# httpwg-cli for the HTTP/2 tests; redis-server for the Redis bus tests
+# (then required, WATERCOOLER_REQUIRE_REDIS=1). Extra arguments go to
+# `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -36,6 +38,16 @@ if ! have nghttp && [ "$(id -u)" = 0 ] && have apt-get; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client \
         || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nghttp2-client; }
 fi
+# A real redis-server for the Redis bus tests (tests/redis.rs): Debian's.
+if ! have redis-server && [ "$(id -u)" = 0 ] && have apt-get; then
+    echo "test.sh: installing redis-server for the Redis bus tests" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server \
+        || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
+fi
+if have redis-server; then
+    export WATERCOOLER_REQUIRE_REDIS=1
+fi
+
 pyenv="$PWD/target/pyenv"
 if [ ! -x "$pyenv/bin/python" ] || ! "$pyenv/bin/python" -c 'import h2' 2>/dev/null; then
     echo "test.sh: making a Python venv with h2 in $pyenv" >&2
