@@ -11,3 +11,6 @@ pub mod node;
 pub mod resp;
 pub mod stream;
 pub mod url;
+
+#[cfg(test)]
+mod tests;

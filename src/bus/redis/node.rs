@@ -274,6 +274,10 @@ impl RedisBus {
     /// A connection failed: say why once per streak (then at debug).
     pub fn failed(&mut self, role: Role, why: &str) {
         let outbox = self.outbox.len();
+        if role == Role::Writer {
+            // Without Redis this node sees no one: the page says so.
+            self.peers.clear();
+        }
         let l = self.link(role);
         l.up = false;
         if l.failing {
@@ -376,7 +380,10 @@ impl RedisBus {
                 .filter(|e| e.origin == tag)
                 .cloned()
                 .collect();
-            self.outbox.extend(mine);
+            // The newest that fit: the outbox stays bounded.
+            let room = MAX_OUTBOX.saturating_sub(self.outbox.len());
+            let skip = mine.len().saturating_sub(room);
+            self.outbox.extend(mine.into_iter().skip(skip));
         }
         self.outbox.extend(service.rooms.take_peer_outbox());
         if !self.writer.up {
