@@ -41,6 +41,8 @@ pub struct BusStatus {
     pub reconnects: u64,
     /// Times the bus lost data we may not have read.
     pub data_lost: u64,
+    /// How far the reader is behind the newest entry (Redis), in ms.
+    pub behind_ms: u64,
     /// Why a publish must be refused now (Redis away and the outbox full).
     pub refuses: Option<String>,
 }
@@ -155,6 +157,7 @@ impl Bus {
                 outbox: 0,
                 reconnects: 0,
                 data_lost: 0,
+                behind_ms: 0,
                 refuses: None,
             }),
             Bus::Redis(r) => Some(BusStatus {
@@ -163,6 +166,7 @@ impl Bus {
                 outbox: r.outbox_len(),
                 reconnects: r.stats.reconnects,
                 data_lost: r.stats.data_lost,
+                behind_ms: r.stats.behind_ms,
                 refuses: r.refuses_publish(),
             }),
         }

@@ -73,8 +73,8 @@ pub fn healthz(s: &Snapshot) -> (u16, String) {
     let bus = match s.bus {
         None => String::new(),
         Some(b) => format!(
-            ",\"bus\":{{\"kind\":\"{}\",\"connected\":{},\"outbox\":{}}}",
-            b.kind, b.connected, b.outbox
+            ",\"bus\":{{\"kind\":\"{}\",\"connected\":{},\"outbox\":{},\"behind_ms\":{}}}",
+            b.kind, b.connected, b.outbox, b.behind_ms
         ),
     };
     let body = format!(
@@ -205,6 +205,11 @@ pub fn metrics(s: &Snapshot) -> String {
             "watercooler_bus_outbox",
             "Our messages not yet acknowledged by the bus (Redis), at most 10,000.",
             &[(&kind, b.outbox as f64)],
+        );
+        m.gauge(
+            "watercooler_bus_behind_seconds",
+            "How much newer the bus's newest entry is than the last one this node read (Redis).",
+            &[(&kind, b.behind_ms as f64 / 1000.0)],
         );
         m.counter(
             "watercooler_bus_reconnects_total",

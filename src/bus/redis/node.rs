@@ -82,6 +82,9 @@ pub enum Expect {
     Alive,
     /// Every node's counts (HGETALL).
     Counts,
+    /// The stream's newest entry (XREVRANGE + - COUNT 1): how far behind
+    /// the reader is.
+    Newest,
     /// Anything else: only an error reply matters.
     Done,
 }
@@ -113,6 +116,9 @@ pub struct RedisStats {
     pub added: u64,
     pub reconnects: u64,
     pub data_lost: u64,
+    /// The stream's newest entry is this much newer than the last one read
+    /// (by their ids' milliseconds), as of the last presence tick.
+    pub behind_ms: u64,
 }
 
 pub struct RedisBus {
@@ -414,6 +420,10 @@ impl RedisBus {
             ));
             q.push((Expect::Alive, cmd(&[b"ZRANGE", NODES, b"0", b"-1"])));
             q.push((Expect::Counts, cmd(&[b"HGETALL", COUNTS])));
+            q.push((
+                Expect::Newest,
+                cmd(&[b"XREVRANGE", STREAM, b"+", b"-", b"COUNT", b"1"]),
+            ));
         }
     }
 
@@ -506,6 +516,12 @@ impl RedisBus {
                     self.sent -= 1;
                     self.stats.added += 1;
                 }
+            }
+            Expect::Newest => {
+                let newest = stream::xrange(value).map_err(|e| e.to_string())?;
+                self.stats.behind_ms = newest
+                    .first()
+                    .map_or(0, |e| e.id.ms.saturating_sub(self.last_id.ms));
             }
             Expect::Alive => {
                 self.alive = strings(value);
