@@ -77,7 +77,9 @@ fn expect_loaded(node: &Node, data: &Path, records: usize, segments: usize, in_m
     );
     assert!(line.contains(&want), "want {want:?} in {line:?}");
     assert!(
-        line.contains(&format!("; {in_memory} messages in memory; --fsync ")),
+        line.contains(&format!(
+            " ms; {in_memory} messages kept in memory (--history); --fsync "
+        )),
         "want {in_memory} messages in memory in {line:?}"
     );
 }
