@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: watercooler against nchan (nginx pub/sub), issues 5,
-# 11, 12 and 13.
+# 11, 12 and 13; and the durable history's cost, issue 15 (l).
 #
-#   bench/run.sh                 every scenario (a-h, r), ~5 minutes
+#   bench/run.sh                 every scenario (a-h, r, l), ~6 minutes
 #   bench/run.sh a b             only these scenarios
 #   bench/run.sh --quick         listener and message counts / 10 (smoke run)
 #   WC_BIN=/path/to/watercooler bench/run.sh a g
@@ -15,8 +15,11 @@
 # f100; r, watercooler only, runs five rooms configurations recorded as r1,
 # r1000, r10, r1000one and r1000all; h, watercooler only, runs SSE over
 # HTTP/2 and over TLS HTTP/1.1, recorded as servers watercooler-h2 and
-# watercooler-h1), prints one table and appends the raw loadgen JSON lines to
+# watercooler-h1; l, watercooler only, runs --fsync always, batch, off and
+# --data none one after another, then times a start with a full log, see
+# scenario_l), prints one table and appends the raw loadgen JSON lines to
 # bench/results/DATE.jsonl. Latency counts from each message's due time.
+# Every node but l's runs with --data none (memory only, as before issue 15).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,12 +35,12 @@ SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
         --quick) SCALE=10 ;;
-        a|b|c|d|e|f|g|h|r) SCENARIOS+=("$arg") ;;
-        -h|--help) sed -n 2,19p "$0"; exit 0 ;;
-        *) echo "run.sh: unknown argument $arg (scenarios a-h and r, --quick)" >&2; exit 2 ;;
+        a|b|c|d|e|f|g|h|r|l) SCENARIOS+=("$arg") ;;
+        -h|--help) sed -n 2,22p "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg (scenarios a-h, r and l, --quick)" >&2; exit 2 ;;
     esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g h r)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g h r l)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -84,7 +87,8 @@ stop_all() {
     done
     PIDS=()
 }
-cleanup() { stop_all; rm -rf "$WORK"; }
+CLEAN=() # more directories to remove at exit (scenario l's logs)
+cleanup() { stop_all; rm -rf "$WORK" "${CLEAN[@]}"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -120,9 +124,16 @@ record() { # record SCENARIO SERVER JSON-OBJECT : one line in the results file
 # SERVER_CPU; sets WC_PID, WC_HTTP, WC_HTTPS (base URLs) and WC_CLUSTER.
 # Builds from before the publish limit (issue 16) lack --publish-rate: give
 # it only to those that have it (loadgen publishes fast from one address).
+# Builds with the durable history (issue 15) keep a log by default, in
+# ./watercooler-data/NAME, fsynced once per turn: every node runs with
+# --data none (memory only, as the earlier results did, and no run loads the
+# previous one's messages); scenario l gives --data DIR after these flags.
 WC_LIMITS=()
 if "$WC" --help 2>/dev/null | grep -q -- '--publish-rate'; then
     WC_LIMITS=(--publish-rate 0)
+fi
+if "$WC" --help 2>/dev/null | grep -q -- '--data DIR'; then
+    WC_LIMITS+=(--data none)
 fi
 
 start_wc() {
@@ -388,6 +399,129 @@ scenario_h() {
     h_run watercooler-h1
 }
 
+# (l) durable history, issue 15: publishes/s and publish→deliver latency
+# with --fsync always, batch, off and --data none (memory only), one after
+# another in this run, each on a fresh node with a fresh log directory
+# (removed after its mode), the same load for all: L_LISTENERS listeners in
+# the lobby, L_PUBLISHERS publisher connections (one request in flight
+# each). Two runs per node: first L_RATE messages/s for L_SECONDS (a rate
+# `always` keeps up with on a disk that syncs in well under a millisecond:
+# latency from the due time), then L_SAT_RATE/s for L_SAT_SECONDS (far above
+# what `always` can do; what is not sent within 2 s of the last due time is
+# reported as not sent): acknowledged publishes/s, and latency from the
+# send time (from the due time it would only measure the queue). Log
+# commits per run from /metrics (publishes per commit: batch batching).
+# Before the modes, one thread's write+fdatasync rate on the same directory
+# (durable.py probe): the ceiling for `always`. Then start-up: a log filled
+# with L_FILL messages (loadgen, --fsync off, --history L_FILL so that
+# retention keeps them all), the node stopped, and the time from process
+# start to GET /healthz 200, L_STARTS times each for an empty log, the full
+# log with the default --history 1000 --history-mb 64 (every record is read
+# and 1,000 lobby messages kept), and the full log with --history L_FILL
+# --history-mb 512 (all kept); RSS right after. The page cache is warm (the
+# log was just written): not a cold-disk start. The logs go under L_DATA
+# (default: this run's temp dir, or target/ when that is tmpfs); the
+# filesystem is recorded. --backlog 0: new streams get no old messages.
+L_LISTENERS=${L_LISTENERS:-10}
+L_PUBLISHERS=${L_PUBLISHERS:-32}
+L_RATE=${L_RATE:-1000}
+L_SECONDS=${L_SECONDS:-3}
+L_SAT_RATE=${L_SAT_RATE:-100000}
+L_SAT_SECONDS=${L_SAT_SECONDS:-1}
+L_FILL=${L_FILL:-100000}
+L_STARTS=${L_STARTS:-3}
+
+wc_metric() { # wc_metric NAME: one value from the running node's /metrics, or null
+    curl -s -m 5 "$WC_HTTP/metrics" | awk -v m="$1" '$1 == m {v = $2} END {print (v == "" ? "null" : v)}'
+}
+
+l_data_root() { # sets L_ROOT (a fresh directory on a real disk), L_FS, L_SRC
+    local base=${L_DATA:-$WORK} fs
+    mkdir -p "$base"
+    fs=$(findmnt -n -o FSTYPE -T "$base")
+    if [ -z "${L_DATA:-}" ] && { [ "$fs" = tmpfs ] || [ "$fs" = ramfs ]; }; then
+        log "(l) $base is on $fs: the logs go under $ROOT/target instead"
+        base="$ROOT/target"
+    fi
+    L_ROOT=$(mktemp -d "$base/watercooler-bench-l.XXXXXX")
+    CLEAN+=("$L_ROOT")
+    L_FS=$(findmnt -n -o FSTYPE -T "$L_ROOT")
+    L_SRC=$(findmnt -n -o SOURCE -T "$L_ROOT")
+    case "$L_FS" in tmpfs|ramfs) log "(l) warning: $L_ROOT is on $L_FS: fdatasync costs nothing there" ;; esac
+    log "(l) logs under $L_ROOT ($L_FS on $L_SRC)"
+}
+
+l_mode() { # l_mode always|batch|off|memory
+    local m=$1 dir="$L_ROOT/$1" flags kind c0 c1
+    if [ "$m" = memory ]; then flags=(--data none); else flags=(--data "$dir" --fsync "$m"); fi
+    start_wc "l-$m" "${flags[@]}" --backlog 0
+    for kind in lrate lsat; do
+        c0=$(wc_metric 'watercooler_log_commits_total{outcome="ok"}')
+        if [ "$kind" = lrate ]; then
+            loadgen "lrate-$m" watercooler --mode watercooler --listen "$WC_HTTP/listen" \
+                --publish "$WC_HTTP/publish" --listeners "$L_LISTENERS" --publishers "$L_PUBLISHERS" \
+                --messages "$(n $((L_RATE * L_SECONDS)) 100)" --rate "$L_RATE" --publish-grace-s 10 \
+                --server-pid "$WC_PID" --idle-s 1 --drain-timeout-s 10
+        else
+            loadgen "lsat-$m" watercooler --mode watercooler --listen "$WC_HTTP/listen" \
+                --publish "$WC_HTTP/publish" --listeners "$L_LISTENERS" --publishers "$L_PUBLISHERS" \
+                --messages "$(n $((L_SAT_RATE * L_SAT_SECONDS)) 1000)" --rate "$L_SAT_RATE" \
+                --publish-grace-s 2 --server-pid "$WC_PID" --idle-s 1 --drain-timeout-s 10
+        fi
+        c1=$(wc_metric 'watercooler_log_commits_total{outcome="ok"}')
+        record "$kind-$m" log "$(jq -nc --arg m "$m" --arg fs "$L_FS" --argjson c0 "$c0" --argjson c1 "$c1" \
+            '{fsync: $m, fstype: (if $m == "memory" then null else $fs end),
+              commits: (if $c0 == null or $c1 == null then null else $c1 - $c0 end)}')"
+    done
+    server_errors "$WORK/l-$m.err"
+    stop_all
+    rm -rf "$dir"
+}
+
+l_start() { # l_start LABEL FLAGS-TEXT COMMAND...: durable.py start, recorded as lstart LABEL
+    local label=$1 text=$2 out; shift 2
+    log "(l) start-up, $label: $text"
+    if out=$(timeout 300 python3 "$BENCH/durable.py" start "$L_STARTS" -- "$@" 2>"$WORK/lstart.err"); then
+        record lstart "$label" "$(jq -c --arg f "$text" '{flags: $f} + .' <<<"$out")"
+        jq -r '"  to /healthz 200: \(.start_ms | map(tostring) | join(", ")) ms; RSS \(.rss_kib | max) KiB (peak \(.hwm_kib | max)); \(.loaded_records) records loaded, \(.history_messages) messages held; \(.loaded_line)"' <<<"$out" >&2
+    else
+        log "(l) start-up, $label failed: $(tail -c 300 "$WORK/lstart.err")"
+        record lstart "$label" "$(jq -nc --arg e "$(tail -c 300 "$WORK/lstart.err")" '{error: $e}')"
+    fi
+}
+
+scenario_l() {
+    if ! "$WC" --help 2>&1 | grep -q -- '--fsync'; then
+        not_applicable lsat-always watercooler "this build has no durable history"
+        return 0
+    fi
+    l_data_root
+    local probe
+    probe=$(taskset -c "$SERVER_CPU" python3 "$BENCH/durable.py" probe "$L_ROOT" 2)
+    record ldisk probe "$(jq -c --arg fs "$L_FS" --arg src "$L_SRC" --arg d "$L_ROOT" \
+        '{fstype: $fs, source: $src, dir: $d} + .' <<<"$probe")"
+    jq -r '"  one thread, write+fdatasync: \(.syncs_per_s)/s, p50 \(.sync_p50_ms) ms, p99 \(.sync_p99_ms) ms, \(.sync_cpu_us) µs CPU each"' <<<"$probe" >&2
+    local m
+    for m in always batch off memory; do l_mode "$m"; done
+
+    # Start-up with a full log.
+    local full="$L_ROOT/full" fill; fill=$(n "$L_FILL" 1000)
+    start_wc l-fill --data "$full" --fsync off --history "$fill" --history-mb 512 --backlog 0
+    loadgen lfill watercooler --mode watercooler --listen "$WC_HTTP/listen" --publish "$WC_HTTP/publish" \
+        --listeners 1 --publishers "$L_PUBLISHERS" --messages "$fill" --rate 100000 \
+        --publish-grace-s 60 --drain-timeout-s 30 --server-pid "$WC_PID"
+    server_errors "$WORK/l-fill.err"
+    stop_all
+    record lfill log "$(jq -nc --argjson b "$(du -sb "$full" | cut -f1)" \
+        --argjson s "$(find "$full" -name '*.log' | wc -l)" '{log_bytes: $b, segments: $s}')"
+    local cmd=(taskset -c "$SERVER_CPU" "$WC" --bind 127.0.0.1 --secure-port 0 --log info "${WC_LIMITS[@]}")
+    l_start empty "empty log" "${cmd[@]}" --data "$L_ROOT/empty"
+    l_start full "$fill messages, default --history 1000 --history-mb 64" "${cmd[@]}" --data "$full"
+    l_start full-all "$fill messages, --history $fill --history-mb 512" "${cmd[@]}" --data "$full" \
+        --history "$fill" --history-mb 512
+    rm -rf "$L_ROOT"
+}
+
 T0=$SECONDS
 # Other work on this machine skews every figure: say so when the CPUs are not idle.
 cpu_idle_pct() {
@@ -408,3 +542,4 @@ for s in "${SCENARIOS[@]}"; do "scenario_$s"; done
 log "done in $((SECONDS - T0)) s; CPUs $(cpu_idle_pct) % idle after (before: $idle %)"
 
 python3 "$BENCH/table.py" "$RESULTS" "$RUN_ID"
+python3 "$BENCH/durable.py" table "$RESULTS" "$RUN_ID"

@@ -447,6 +447,18 @@ impl Rooms {
         out
     }
 
+    /// The last `n` messages of one room, including those accepted this
+    /// turn and not yet delivered: what a page or `GET …/messages` shows
+    /// (no stream follows it, so nothing can come twice), and a publisher
+    /// that got its 303 finds its message there at once.
+    pub fn latest(&self, room: RoomId, n: usize) -> Vec<Rc<Entry>> {
+        let Some(r) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        let skip = r.history().len().saturating_sub(n);
+        r.history().skip(skip).cloned().collect()
+    }
+
     /// The frames of `rooms` newer than `seen`, in acceptance order.
     fn frames_of(&self, rooms: &[RoomId], seen: &Clock) -> Vec<Rc<[u8]>> {
         let newer = |e: &&Rc<Entry>| e.seq > seen.get(e.origin) && e.pos <= self.delivered;

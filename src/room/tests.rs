@@ -245,6 +245,10 @@ fn what_waits_in_an_outbox_is_not_replayed_too() {
     // "two" is still in the outbox: it goes out live, not in the replay.
     assert!(r.resume(&[l], &id_of(&first)).frames.is_empty());
     assert_eq!(r.recent(&[l], 5).len(), 1);
+    // A page or `…/messages` (no stream) shows it already: read your write.
+    let latest: Vec<String> = r.latest(l, 5).iter().map(|e| e.text.to_string()).collect();
+    assert_eq!(latest, ["one", "two"]);
+    assert_eq!(r.latest(l, 1).len(), 1);
     assert_eq!(texts(&r.take_outbox()[0].1), ["two"]);
     assert_eq!(texts(&r.resume(&[l], &id_of(&first)).frames), ["two"]);
 }

@@ -288,7 +288,7 @@ impl Service {
     /// rendered in it.
     fn page(&self, room: &str) -> Vec<u8> {
         let recent = match self.rooms.find(room) {
-            Some(id) => self.rooms.recent(&[id], self.config.backlog.max(50)),
+            Some(id) => self.rooms.latest(id, self.config.backlog.max(50)),
             None => Vec::new(),
         };
         let mut names: Vec<(room::Tag, &str)> = vec![(self.rooms.tag, &self.presence.node)];
@@ -511,7 +511,7 @@ impl Service {
     fn messages_json(&self, room: &str) -> String {
         let n = self.config.backlog.max(50);
         let recent = match self.rooms.find(room) {
-            Some(id) => self.rooms.recent(&[id], n),
+            Some(id) => self.rooms.latest(id, n),
             None => Vec::new(),
         };
         let items: Vec<String> = recent
