@@ -43,8 +43,9 @@ pub struct BusStatus {
     pub data_lost: u64,
     /// How far the reader is behind the newest entry (Redis), in ms.
     pub behind_ms: u64,
-    /// Why a publish must be refused now (Redis away and the outbox full).
-    pub refuses: Option<String>,
+    /// How many more of our messages the bus takes before publishes are
+    /// refused (Redis: the outbox's free places); `None`: no bound.
+    pub outbox_room: Option<usize>,
 }
 
 impl Bus {
@@ -158,7 +159,7 @@ impl Bus {
                 reconnects: 0,
                 data_lost: 0,
                 behind_ms: 0,
-                refuses: None,
+                outbox_room: None,
             }),
             Bus::Redis(r) => Some(BusStatus {
                 kind: "redis",
@@ -167,7 +168,7 @@ impl Bus {
                 reconnects: r.stats.reconnects,
                 data_lost: r.stats.data_lost,
                 behind_ms: r.stats.behind_ms,
-                refuses: r.refuses_publish(),
+                outbox_room: Some(r.outbox_room()),
             }),
         }
     }

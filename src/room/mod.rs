@@ -324,6 +324,11 @@ impl Rooms {
         out
     }
 
+    /// Our messages published since the last `take_peer_outbox`.
+    pub fn unsent(&self) -> usize {
+        self.peer_outbox.len()
+    }
+
     /// Our messages published since the last call, for the other nodes.
     pub fn take_peer_outbox(&mut self) -> Vec<Rc<Entry>> {
         std::mem::take(&mut self.peer_outbox)

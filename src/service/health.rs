@@ -190,6 +190,11 @@ pub fn metrics(s: &Snapshot) -> String {
         &[("", st.publishes_limited as f64)],
     );
     m.counter(
+        "watercooler_publishes_unsent_total",
+        "Publishes refused 503: the bus (Redis) is away and this node's outbox for it is full.",
+        &[("", st.publishes_unsent as f64)],
+    );
+    m.counter(
         "watercooler_publishes_unstored_total",
         "Publishes refused 503: the history log could not be written (disk full, read-only).",
         &[("", st.publishes_unstored as f64)],

@@ -345,9 +345,14 @@ impl Service {
             )
             .with_header("retry-after", durable::RETRY.as_secs().to_string());
         }
-        if let Some(why) = self.bus.as_ref().and_then(|b| b.refuses.as_ref()) {
-            return Response::error(503, &format!("{why}; try again soon"))
-                .with_header("retry-after", "5");
+        let room_left = self.bus.as_ref().and_then(|b| b.outbox_room);
+        if room_left.is_some_and(|left| self.rooms.unsent() >= left) {
+            self.stats.publishes_unsent += 1;
+            return Response::error(
+                503,
+                "the cluster's bus (Redis) is unreachable and this node holds as many messages for it as it may; try again soon",
+            )
+            .with_header("retry-after", "5");
         }
         let micros = now_micros();
         let Ok(id) = self.rooms.open(room, micros) else {

@@ -9,6 +9,8 @@ pub struct Stats {
     pub streams_opened: u64,
     /// Publishes answered 429 (the client's rate).
     pub publishes_limited: u64,
+    /// Publishes answered 503 because the bus is away and its outbox full.
+    pub publishes_unsent: u64,
     /// Publishes answered 503 because the history log cannot be written.
     pub publishes_unstored: u64,
     pub evicted: u64,

@@ -9,7 +9,7 @@
 //!   reconnect every unacknowledged one is sent again (the others drop the
 //!   copy: they accept a message only when its origin's sequence is newer).
 //!   While Redis is away the outbox holds at most `MAX_OUTBOX`; beyond,
-//!   publishes are refused 503 (`refuses_publish`), never taken and lost.
+//!   publishes are refused 503 (`outbox_room`), never taken and lost.
 //! - The **reader** reads the stream from the last id it has seen (`XREAD
 //!   BLOCK`), so what was added while it was away still arrives, exactly
 //!   once and in each origin's order (the rooms drop what they have).
@@ -76,6 +76,9 @@ pub enum Expect {
     EpochGet,
     /// `XRANGE STREAM last last`: is our last entry still there?
     Still,
+    /// `XINFO STREAM` before each read: were entries after our last one
+    /// trimmed before we read them (we fell more than MAXLEN behind)?
+    Trimmed,
     Xread,
     Xadd,
     /// The live nodes (ZRANGE).
@@ -203,14 +206,10 @@ impl RedisBus {
         self.outbox.len()
     }
 
-    /// Why a publish must be refused now: the outbox is full.
-    pub fn refuses_publish(&self) -> Option<String> {
-        (self.outbox.len() >= MAX_OUTBOX).then(|| {
-            format!(
-                "Redis is unreachable and {} messages wait to reach it",
-                self.outbox.len()
-            )
-        })
+    /// How many more of our messages the outbox takes: the service
+    /// refuses a publish once as many were published since the last turn.
+    pub fn outbox_room(&self) -> usize {
+        MAX_OUTBOX.saturating_sub(self.outbox.len())
     }
 
     /// The node may serve: it is connected and has read the stream to its
@@ -444,6 +443,9 @@ impl RedisBus {
         value: Value,
         env: &mut Env,
     ) -> Result<(), String> {
+        if let (Expect::Trimmed, Value::Error(_)) = (expect, &value) {
+            return Ok(()); // no stream yet: nothing was trimmed
+        }
         if let Value::Error(e) = &value {
             return Err(match expect {
                 Expect::Auth => format!("Redis refused the password: {e}"),
@@ -493,6 +495,11 @@ impl RedisBus {
                 let entries = stream::xrange(value).map_err(|e| e.to_string())?;
                 if entries.is_empty() {
                     self.lost("the last entry this node read is gone from the stream");
+                }
+            }
+            Expect::Trimmed => {
+                if trimmed_past(value, self.last_id) {
+                    self.lost("entries this node had not read were trimmed from the stream (it fell more than MAXLEN behind)");
                 }
             }
             Expect::Xread => {
@@ -568,6 +575,11 @@ impl RedisBus {
             args.extend_from_slice(&[b"BLOCK", block.as_bytes()]);
         }
         args.extend_from_slice(&[b"STREAMS", STREAM, id.as_bytes()]);
+        if self.last_id != StreamId::ZERO {
+            self.reader
+                .queue
+                .push((Expect::Trimmed, cmd(&[b"XINFO", b"STREAM", STREAM])));
+        }
         self.reader.queue.push((Expect::Xread, cmd(&args)));
     }
 
@@ -614,6 +626,33 @@ impl RedisBus {
             self.peers.len()
         );
     }
+}
+
+/// From XINFO STREAM's reply (a flat list of names and values): the
+/// stream's oldest entry is newer than `last`, the last one this node read,
+/// so the next read would skip whatever was trimmed after it. (Redis 7's
+/// `max-deleted-entry-id` counts only XDEL, not trimming.) If trimming cut
+/// exactly up to our last entry nothing was lost, but that cannot be told
+/// apart: the listeners are warned either way.
+fn trimmed_past(info: Value, last: StreamId) -> bool {
+    let Value::Array(Some(items)) = info else {
+        return false;
+    };
+    let mut items = items.into_iter();
+    while let (Some(name), Some(value)) = (items.next(), items.next()) {
+        let Value::Bulk(Some(name)) = name else {
+            continue;
+        };
+        let first = match (name.as_slice(), value) {
+            (b"first-entry", Value::Array(Some(entry))) => match entry.into_iter().next() {
+                Some(Value::Bulk(Some(id))) => StreamId::parse(&id).ok(),
+                _ => None,
+            },
+            _ => continue,
+        };
+        return first.is_some_and(|id| id > last);
+    }
+    false
 }
 
 fn cmd(args: &[&[u8]]) -> Vec<u8> {
