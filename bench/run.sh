@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: watercooler against nchan (nginx pub/sub), issues 5,
-# 11, 12 and 13; and the durable history's cost, issue 15 (l).
+# 11, 12 and 13; the durable history's cost, issue 15 (l); and the cluster's
+# mesh against its Redis bus, issue 14 (m).
 #
-#   bench/run.sh                 every scenario (a-h, r, l), ~6 minutes
+#   bench/run.sh                 every scenario (a-h, r, l, m), ~9 minutes
 #   bench/run.sh a b             only these scenarios
 #   bench/run.sh --quick         listener and message counts / 10 (smoke run)
 #   WC_BIN=/path/to/watercooler bench/run.sh a g
@@ -17,9 +18,11 @@
 # HTTP/2 and over TLS HTTP/1.1, recorded as servers watercooler-h2 and
 # watercooler-h1; l, watercooler only, runs --fsync always, batch, off and
 # --data none one after another, then times a start with a full log, see
-# scenario_l), prints one table and appends the raw loadgen JSON lines to
-# bench/results/DATE.jsonl. Latency counts from each message's due time.
-# Every node but l's runs with --data none (memory only, as before issue 15).
+# scenario_l; m, watercooler only, runs 3 and 8 nodes as a mesh and on one
+# redis-server, see scenario_m), prints one table and appends the raw
+# loadgen JSON lines to bench/results/DATE.jsonl. Latency counts from each
+# message's due time. Every node but l's runs with --data none (memory only,
+# as before issue 15).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,12 +38,12 @@ SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
         --quick) SCALE=10 ;;
-        a|b|c|d|e|f|g|h|r|l) SCENARIOS+=("$arg") ;;
-        -h|--help) sed -n 2,22p "$0"; exit 0 ;;
-        *) echo "run.sh: unknown argument $arg (scenarios a-h, r and l, --quick)" >&2; exit 2 ;;
+        a|b|c|d|e|f|g|h|r|l|m) SCENARIOS+=("$arg") ;;
+        -h|--help) sed -n 2,25p "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg (scenarios a-h, r, l and m, --quick)" >&2; exit 2 ;;
     esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g h r l)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g h r l m)
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -179,21 +182,29 @@ start_nchan() {
     NX_HTTPS="https://127.0.0.1:$sp"
 }
 
-# start_cluster K: K watercooler nodes from one sys.conf on free ports, all
-# started together; waits until each /cluster lists K nodes. Sets NODE_PID[],
-# NODE_HTTP[], NODE_HTTPS[] (1-based).
+# start_cluster K [BUS-URL]: K watercooler nodes from one cluster file on
+# free ports, all started together; waits until each /cluster lists K nodes.
+# Without BUS-URL a full mesh (sys.conf: `nodes` and a `cookie`); with one
+# (redis://…) the file is `bus = BUS-URL` and the nodes find each other
+# through it. Sets NODE_PID[], NODE_HTTP[], NODE_HTTPS[] (1-based) and
+# CLUSTER_LINK_MS (from every node listening to every /cluster full).
 start_cluster() {
-    local k=$1 i entries=() conf="$WORK/sys.conf"
-    for i in $(seq "$k"); do entries+=("node$i@127.0.0.1:$(free_port)"); done
-    {
-        echo "nodes = $(IFS=,; echo "${entries[*]}" | sed 's/,/, /g')"
-        echo "sync_nodes_timeout = 5000"
-        echo "cookie = bench-$RANDOM$RANDOM"
-    } >"$conf"
+    local k=$1 bus=${2:-} i entries=() conf="$WORK/sys.conf" suffix=@127.0.0.1
+    if [ -n "$bus" ]; then
+        suffix=
+        printf 'bus = %s\nsync_nodes_timeout = 5000\n' "$bus" >"$conf"
+    else
+        for i in $(seq "$k"); do entries+=("node$i@127.0.0.1:$(free_port)"); done
+        {
+            echo "nodes = $(IFS=,; echo "${entries[*]}" | sed 's/,/, /g')"
+            echo "sync_nodes_timeout = 5000"
+            echo "cookie = bench-$RANDOM$RANDOM"
+        } >"$conf"
+    fi
     NODE_PID=(); NODE_HTTP=(); NODE_HTTPS=()
     for i in $(seq "$k"); do
         taskset -c "$SERVER_CPU" "$WC" --bind 127.0.0.1 --port 0 --secure-port 0 --log warn \
-            --name "node$i@127.0.0.1" --config "$conf" "${WC_LIMITS[@]}" >"$WORK/node$i.out" 2>"$WORK/node$i.err" &
+            --name "node$i$suffix" --config "$conf" "${WC_LIMITS[@]}" >"$WORK/node$i.out" 2>"$WORK/node$i.err" &
         NODE_PID[$i]=$!
         PIDS+=("$!")
     done
@@ -207,7 +218,7 @@ start_cluster() {
         NODE_HTTPS[$i]=$(sed -n 's#^listening on \(https://.*\)#\1#p' "$WORK/node$i.out" | head -1)
         [ -n "${NODE_HTTP[$i]}" ] || die "node$i printed no listening line"
     done
-    local t0=$SECONDS ok
+    local t0=$SECONDS ok ns0; ns0=$(date +%s%N)
     while :; do
         ok=0
         for i in $(seq "$k"); do
@@ -219,6 +230,7 @@ start_cluster() {
         [ $((SECONDS - t0)) -gt 30 ] && die "the cluster did not link within 30 s"
         sleep 0.2
     done
+    CLUSTER_LINK_MS=$(( ($(date +%s%N) - ns0) / 1000000 ))
     log "cluster of $k linked in $((SECONDS - t0)) s"
 }
 
@@ -522,6 +534,117 @@ scenario_l() {
     rm -rf "$L_ROOT"
 }
 
+# (m) mesh against Redis, issue 14: cross-node publish → deliver latency and
+# deliveries/s with the nodes linked as a full mesh (sys.conf: `nodes` +
+# `cookie`) and with the same nodes on one redis-server (`bus =
+# redis://…`), at M_NODES nodes (3 and 8), M_ROUNDS rounds in one run, the
+# two buses alternating (round 1 mesh first, round 2 Redis first, …). Each
+# configuration is a fresh cluster (and a fresh redis-server on a free port,
+# `--save '' --appendonly no`, in this run's temp dir, stopped by PID with
+# the nodes). Every node and redis-server are pinned to SERVER_CPU (so they
+# share one core: with 8 nodes + Redis they contend for it), loadgen to
+# LOADGEN_CPU. Publishes go to node1 and the listeners are on the other
+# nodes only (M_PER_NODE each, round-robin), so every delivery crossed the
+# bus (loadgen has no per-URL split, so a listener on node1 would mix local
+# deliveries in). Two runs per cluster: M_RATE messages/s for M_SECONDS
+# (latency from the due time), then saturation, M_SAT_RATE/s offered for
+# M_SAT_SECONDS over M_SAT_PUBLISHERS connections to M_SAT_PER_NODE
+# listeners per node (what is not sent within 2 s of the last due time is
+# not sent; latency from the send time). While the first run's listeners
+# connect, each node's /cluster is polled until it counts them all
+# (presence through the bus). --server-pid: every node, and redis-server.
+M_NODES=${M_NODES:-"3 8"}
+M_ROUNDS=${M_ROUNDS:-2}
+M_PER_NODE=${M_PER_NODE:-20}
+M_RATE=${M_RATE:-500}
+M_SECONDS=${M_SECONDS:-5}
+M_SAT_RATE=${M_SAT_RATE:-100000}
+M_SAT_SECONDS=${M_SAT_SECONDS:-1}
+M_SAT_PUBLISHERS=${M_SAT_PUBLISHERS:-32}
+M_SAT_PER_NODE=${M_SAT_PER_NODE:-1}
+REDIS_CPU=${REDIS_CPU:-$SERVER_CPU}
+
+# start_redis: a fresh redis-server on a free port, memory only; sets
+# REDIS_PID, REDIS_PORT.
+start_redis() {
+    local dir="$WORK/redis-$RANDOM"
+    mkdir -p "$dir"
+    REDIS_PORT=$(free_port)
+    taskset -c "$REDIS_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$dir" --logfile "$dir/redis.log" --daemonize no \
+        >"$dir/stdout" 2>&1 &
+    REDIS_PID=$!
+    PIDS+=("$REDIS_PID")
+    for _ in $(seq 100); do
+        [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && return 0
+        kill -0 "$REDIS_PID" 2>/dev/null || die "redis-server exited: $(cat "$dir/redis.log" "$dir/stdout")"
+        sleep 0.05
+    done
+    die "redis-server did not answer PING within 5 s"
+}
+
+task_cpu_s() { # task_cpu_s PID: seconds on CPU, all threads (schedstat)
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ns += $1} END {printf "%.3f", ns / 1e9}'
+}
+
+m_config() { # m_config N mesh|redis
+    local k=$1 bus=$2 i listen=() pids=() urls=() url= t0 form_ms
+    if [ "$bus" = redis ]; then start_redis; url="redis://127.0.0.1:$REDIS_PORT"; fi
+    t0=$(date +%s%N)
+    start_cluster "$k" $url
+    form_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    for i in $(seq "$k"); do
+        urls+=("${NODE_HTTP[$i]}"); pids+=(--server-pid "${NODE_PID[$i]}")
+        if [ "$i" -gt 1 ]; then listen+=(--listen "${NODE_HTTP[$i]}/listen"); fi
+    done
+    if [ "$bus" = redis ]; then pids+=(--server-pid "$REDIS_PID"); fi
+    local per; per=$(n "$M_PER_NODE")
+    local expected=$(( per * (k - 1) )) stop="$WORK/m-stop" watch
+    rm -f "$stop"
+    python3 "$BENCH/mesh_redis.py" watch "$expected" 20 "$stop" "${urls[@]}" >"$WORK/m-watch" &
+    watch=$!
+    loadgen "m$k-rate" "$bus" --mode watercooler "${listen[@]}" --publish "${NODE_HTTP[1]}/publish" \
+        --listeners "$expected" --messages "$(n $((M_RATE * M_SECONDS)) 100)" --rate "$M_RATE" \
+        "${pids[@]}" --idle-s 3 --publish-grace-s 5 --drain-timeout-s 10
+    touch "$stop"; wait "$watch" || true
+    sleep 1 # the nodes close the first run's listeners before the second connects
+    loadgen "m$k-sat" "$bus" --mode watercooler "${listen[@]}" --publish "${NODE_HTTP[1]}/publish" \
+        --listeners $(( M_SAT_PER_NODE * (k - 1) )) --publishers "$M_SAT_PUBLISHERS" \
+        --messages "$(n $((M_SAT_RATE * M_SAT_SECONDS)) 1000)" --rate "$M_SAT_RATE" \
+        "${pids[@]}" --idle-s 1 --publish-grace-s 2 --drain-timeout-s 10
+    local info metrics redis='{}'
+    metrics=$(python3 "$BENCH/mesh_redis.py" metrics "${urls[@]}")
+    if [ "$bus" = redis ]; then
+        redis=$(redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | awk -F'[:,=]' '
+            /^cmdstat_/ {sub("cmdstat_", "", $1); calls[$1] = $3; n += $3}
+            END {printf "{\"redis_total_commands\":%d,\"redis_calls\":{", n; s = "";
+                 for (c in calls) {printf "%s\"%s\":%d", s, c, calls[c]; s = ","}; printf "}}"}')
+        redis=$(jq -c --argjson cpu "$(task_cpu_s "$REDIS_PID")" '. + {redis_cpu_s: $cpu}' <<<"$redis")
+    fi
+    info=$(jq -sc --argjson form "$form_ms" --argjson link "$CLUSTER_LINK_MS" \
+        '.[0] + .[1] + .[2] + {cluster_formed_ms: $form, linked_after_listening_ms: $link}' \
+        "$WORK/m-watch" <(echo "$metrics") <(echo "$redis"))
+    record "m$k-info" "$bus" "$info"
+    jq -r '"  presence: \(if .presence_converged then "every node counted \(.presence_expected) listeners after \(.presence_full_s) s" else "NOT converged: saw \(.presence_last_seen) of \(.presence_expected)" end); cluster formed in \(.cluster_formed_ms) ms (\(.linked_after_listening_ms) ms after every node listened); data lost \(.bus_data_lost_total), bus reconnects \(.bus_reconnects_total), peer reconnects \(.peer_reconnects_total), slow listeners evicted \(.slow_listeners_evicted_total), max behind \(.bus_behind_seconds) s\(if .redis_calls then "; Redis calls \(.redis_calls)" else "" end)"' <<<"$info" >&2
+    for i in $(seq "$k"); do server_errors "$WORK/node$i.err"; done
+    stop_all
+}
+
+scenario_m() {
+    if ! "$WC" --help 2>&1 | grep -q -- '--data' || ! command -v redis-server >/dev/null \
+        || ! command -v redis-cli >/dev/null; then
+        not_applicable m3-rate redis "no redis-server/redis-cli, or a build before the Redis bus"
+        return 0
+    fi
+    local round k
+    for round in $(seq "$M_ROUNDS"); do
+        for k in $M_NODES; do
+            if [ $((round % 2)) -eq 1 ]; then m_config "$k" mesh; m_config "$k" redis
+            else m_config "$k" redis; m_config "$k" mesh; fi
+        done
+    done
+}
+
 T0=$SECONDS
 # Other work on this machine skews every figure: say so when the CPUs are not idle.
 cpu_idle_pct() {
@@ -543,3 +666,4 @@ log "done in $((SECONDS - T0)) s; CPUs $(cpu_idle_pct) % idle after (before: $id
 
 python3 "$BENCH/table.py" "$RESULTS" "$RUN_ID"
 python3 "$BENCH/durable.py" table "$RESULTS" "$RUN_ID"
+python3 "$BENCH/mesh_redis.py" table "$RESULTS" "$RUN_ID"
