@@ -704,9 +704,13 @@ const COOKIE: &str = "hostile-cookie";
 
 /// A node started as the only member of its cluster (its cluster port
 /// listens; nobody to dial).
+/// A node alone in its cluster file, its links in clear (`link_tls = off`)
+/// so a test can speak frames to it directly: the frame-level state machine
+/// is the same under TLS (tests/links.rs covers the TLS).
 fn lone_member(dir: &TempDir) -> (Member, Node) {
     let m = Member::new("lone");
-    let conf = dir.write("sys.conf", &conf_text(&[&m], 200, COOKIE));
+    let text = conf_text(&[&m], 200, COOKIE) + "link_tls = off\n";
+    let conf = dir.write("sys.conf", &text);
     let node = Node::start_member(&m.name, &conf, &[]);
     (m, node)
 }
@@ -833,6 +837,7 @@ fn garbage_after_a_failed_handshake_is_cut_off() {
             node.fail("answer to a hello", "not a challenge");
         };
         let t = Transcript {
+            exporter: b"",
             dialer: "mallory@127.0.0.1",
             acceptor: &name,
             dialer_nonce: &mine,
@@ -891,6 +896,7 @@ fn authenticated_peer_flooding_pings_without_reading_costs_bounded_memory() {
         node.fail("no challenge", "");
     };
     let t = Transcript {
+        exporter: b"",
         dialer: "pinger@127.0.0.1",
         acceptor: &name,
         dialer_nonce: &mine,

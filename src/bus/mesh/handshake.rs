@@ -1,7 +1,9 @@
 //! The link handshake's proofs: each side shows it knows the cookie by an
-//! HMAC-SHA256 over both nonces, both names and its role, so the cookie never
-//! crosses the wire, a proof can't be replayed on another link (fresh nonces),
-//! and a side's own proof can't be reflected back to it (the role differs).
+//! HMAC-SHA256 over both nonces, both names, its role and the link's TLS
+//! exporter value, so the cookie never crosses the wire, a proof can't be
+//! replayed on another link (fresh nonces), a side's own proof can't be
+//! reflected back to it (the role differs), and a relay that ends TLS on
+//! both sides can't pass a proof through (each side's exporter differs).
 //!
 //! ```text
 //! dialer   → Hello { name_d, nonce_d }
@@ -21,7 +23,12 @@ pub enum Role {
     Acceptor,
 }
 
+/// The TLS exporter label links use (RFC 8446 §7.5).
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-watercooler-link-proof";
+
 pub struct Transcript<'a> {
+    /// The link's TLS exporter value; empty on a clear link (`link_tls = off`).
+    pub exporter: &'a [u8],
     pub dialer: &'a str,
     pub acceptor: &'a str,
     pub dialer_nonce: &'a [u8; NONCE_LEN],
@@ -39,9 +46,11 @@ pub fn nonce() -> [u8; NONCE_LEN] {
 fn transcript(role: Role, t: &Transcript) -> Vec<u8> {
     let mut m = Vec::with_capacity(128);
     m.extend_from_slice(match role {
-        Role::Dialer => b"watercooler-1 dialer\0",
-        Role::Acceptor => b"watercooler-1 acceptor",
+        Role::Dialer => b"watercooler-2 dialer\0",
+        Role::Acceptor => b"watercooler-2 acceptor",
     });
+    m.extend_from_slice(&(t.exporter.len() as u32).to_be_bytes());
+    m.extend_from_slice(t.exporter);
     for name in [t.dialer, t.acceptor] {
         m.extend_from_slice(&(name.len() as u32).to_be_bytes());
         m.extend_from_slice(name.as_bytes());
@@ -73,6 +82,7 @@ mod tests {
     fn proofs_bind_cookie_role_and_nonces() {
         let (nd, na) = (nonce(), nonce());
         let t = Transcript {
+            exporter: b"session one",
             dialer: "a",
             acceptor: "b",
             dialer_nonce: &nd,
@@ -89,5 +99,11 @@ mod tests {
         };
         assert!(!verify("secret", Role::Dialer, &t2, &m));
         assert_ne!(nd, na);
+        // The same proof on another TLS session (a relay) fails.
+        let relayed = Transcript {
+            exporter: b"session two",
+            ..t
+        };
+        assert!(!verify("secret", Role::Dialer, &relayed, &m));
     }
 }

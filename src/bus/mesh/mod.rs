@@ -27,6 +27,8 @@ use wire::Frame;
 pub struct Mesh {
     pub members: Members,
     pub cookie: String,
+    /// Links run over TLS (`link_tls`).
+    pub link_tls: bool,
     /// Our cluster address as the others dial it (from the cluster file).
     pub my_addr: String,
     /// Where our cluster port listens.
@@ -63,6 +65,7 @@ impl Mesh {
         Mesh {
             members,
             cookie: config.cookie,
+            link_tls: config.link_tls,
             my_addr: listen.to_string(),
             listen,
             sync_until: now + config.sync_nodes_timeout,

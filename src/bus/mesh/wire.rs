@@ -17,7 +17,7 @@ pub const MAX_FRAME: usize = (1 << 20) + 1024;
 pub const MAX_LIST: usize = 256;
 /// 2: messages carry their room; presence carries room listener counts.
 /// 3: `State` carries what left the sender's history (its floors).
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Most rooms a `Presence` frame names.
 pub const MAX_ROOMS: usize = 64;
 

@@ -14,6 +14,20 @@ use crate::conn::Stream;
 use crate::{info, warn};
 
 impl<S: Stream> PeerLink<S> {
+    /// What the proofs bind to: the TLS session's exporter value, or
+    /// nothing on a clear link. A TLS link gets here only after its
+    /// handshake (frames are its application data).
+    fn exporter(&self) -> Result<Vec<u8>, String> {
+        if !self.pipe.transport.is_tls() {
+            return Ok(Vec::new());
+        }
+        self.pipe
+            .transport
+            .exporter(handshake::EXPORTER_LABEL)
+            .map(|e| e.to_vec())
+            .ok_or_else(|| "no TLS exporter".to_string())
+    }
+
     /// Says plainly that the two nodes hold different cookies: at WARN the
     /// first time, then at debug while it goes on (redials back off to a
     /// minute meanwhile).
@@ -89,7 +103,9 @@ impl<S: Stream> PeerLink<S> {
                 }
                 mesh.members.incoming(&name, env.token.0 as u64);
                 let mine = handshake::nonce();
+                let exporter = self.exporter()?;
                 let t = Transcript {
+                    exporter: &exporter,
                     dialer: &name,
                     acceptor: &me,
                     dialer_nonce: &nonce,
@@ -119,7 +135,9 @@ impl<S: Stream> PeerLink<S> {
                 if self.name.as_deref() != Some(name.as_str()) {
                     return Err(format!("answered as {name}"));
                 }
+                let exporter = self.exporter()?;
                 let t = Transcript {
+                    exporter: &exporter,
                     dialer: &me,
                     acceptor: &name,
                     dialer_nonce: nonce,
@@ -139,7 +157,9 @@ impl<S: Stream> PeerLink<S> {
             }
             (Phase::AwaitProof { addr, theirs, mine }, Frame::Proof { mac }) => {
                 let name = self.name.clone().unwrap_or_default();
+                let exporter = self.exporter()?;
                 let t = Transcript {
+                    exporter: &exporter,
                     dialer: &name,
                     acceptor: &me,
                     dialer_nonce: theirs,

@@ -23,6 +23,10 @@ use crate::conn::transport::Transport;
 use crate::conn::{Env, Got, Pipe, Ready, Step, Stream};
 use crate::{debug, info, warn};
 
+/// Said when a link fails in its TLS handshake: the likely cause.
+const MISMATCH: &str =
+    " (if the other node has link_tls = off, set the same link_tls on every node)";
+
 /// The handshake must finish within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A ping goes out this often on a quiet link...
@@ -83,8 +87,14 @@ pub struct PeerLink<S> {
 
 impl<S: Stream> PeerLink<S> {
     /// Our dial to `name`: the connect is still under way.
-    pub fn dial(stream: S, addr: SocketAddr, name: &str, now: Instant) -> PeerLink<S> {
-        let mut link = PeerLink::new(stream, addr, now);
+    pub fn dial(
+        stream: S,
+        transport: Transport,
+        addr: SocketAddr,
+        name: &str,
+        now: Instant,
+    ) -> PeerLink<S> {
+        let mut link = PeerLink::new(stream, transport, addr, now);
         link.dialed = true;
         link.name = Some(name.to_string());
         link.phase = Phase::Connecting;
@@ -92,13 +102,13 @@ impl<S: Stream> PeerLink<S> {
     }
 
     /// A connection on our cluster port: it must say `Hello` first.
-    pub fn accept(stream: S, addr: SocketAddr, now: Instant) -> PeerLink<S> {
-        PeerLink::new(stream, addr, now)
+    pub fn accept(stream: S, transport: Transport, addr: SocketAddr, now: Instant) -> PeerLink<S> {
+        PeerLink::new(stream, transport, addr, now)
     }
 
-    fn new(stream: S, addr: SocketAddr, now: Instant) -> PeerLink<S> {
+    fn new(stream: S, transport: Transport, addr: SocketAddr, now: Instant) -> PeerLink<S> {
         PeerLink {
-            pipe: Pipe::new(stream, Transport::Plain),
+            pipe: Pipe::new(stream, transport),
             addr,
             dialed: false,
             name: None,
@@ -259,10 +269,21 @@ impl<S: Stream> PeerLink<S> {
             }
             let limit = self.max_frame() + 4 + 16 * 1024;
             let before = self.pipe.input.len();
+            let handshaking = self.pipe.transport.handshaking();
             let got = self
                 .pipe
                 .read(env.scratch, limit, &mut budget)
-                .map_err(|e| format!("read failed: {e}"))?;
+                .map_err(|e| {
+                    if handshaking {
+                        format!("TLS handshake failed: {e}{MISMATCH}")
+                    } else {
+                        format!("read failed: {e}")
+                    }
+                })?;
+            if handshaking && got == Got::Eof {
+                return Err(format!("closed during the TLS handshake{MISMATCH}"));
+            }
+            self.clear_meets_tls()?;
             if self.pipe.input.len() > before {
                 self.last_heard = env.now;
             }
@@ -308,6 +329,20 @@ impl<S: Stream> PeerLink<S> {
                 }
             }
         }
+    }
+
+    /// A clear link (`link_tls = off`) whose peer speaks TLS: say so
+    /// rather than fail on a frame that makes no sense.
+    fn clear_meets_tls(&self) -> Result<(), String> {
+        let early = matches!(self.phase, Phase::AwaitHello | Phase::AwaitChallenge { .. });
+        let tls_record = matches!(self.pipe.input.get(..2), Some([0x15 | 0x16, 0x03]));
+        if early && tls_record && !self.pipe.transport.is_tls() {
+            return Err(
+                "it speaks TLS (link_tls = on there) and this node has link_tls = off: set the same link_tls on every node"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The deadline came: handshake timeout, or time to ping / declare dead.
