@@ -97,6 +97,15 @@ impl Server {
             let _ = stream.set_nodelay(true);
             let socket = match kind {
                 Kind::Cluster => {
+                    if let Bus::Mesh(m) = &self.bus {
+                        if let Some(wait) = m.guesses.blocked(peer.ip(), now) {
+                            debug!(
+                                "{peer}: link refused for {}s more (wrong cookie proofs)",
+                                wait.as_secs()
+                            );
+                            continue;
+                        }
+                    }
                     let transport = match &self.link_tls {
                         Some(tls) => match TlsBuffered::server(tls.server.clone()) {
                             Ok(s) => Transport::Buffered(Box::new(s)),

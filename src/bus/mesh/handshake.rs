@@ -7,10 +7,20 @@
 //!
 //! ```text
 //! dialer   → Hello { name_d, nonce_d }
-//! acceptor → Challenge { name_a, nonce_a, mac("acceptor") }
-//! dialer   → Proof { mac("dialer") }          (or Refuse: wrong cookie)
-//! acceptor → State …                          (or Refuse: wrong cookie)
+//! acceptor → Challenge { name_a, nonce_a }
+//! dialer   → Proof { mac("dialer") }
+//! acceptor → Proof { mac("acceptor") }, State …   (or Refuse: wrong cookie)
+//! dialer   → State …                              (or Refuse: wrong cookie)
 //! ```
+//!
+//! The dialer proves first, so a stranger who calls learns nothing it could
+//! test cookie guesses against: it must guess online, one link attempt per
+//! guess, and the acceptor slows those down per address (`Mesh::guesses`).
+//! What stays open without a password-authenticated key exchange: whoever a
+//! node dials (an address in its cluster file or learnt from a peer, or a
+//! man in the middle on that path, since link certificates are not checked)
+//! receives the dialer's proof, and could test guesses against it offline.
+//! Hence strong cookies beyond loopback (`--gen-cookie`: 256 random bits).
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};

@@ -103,19 +103,9 @@ impl<S: Stream> PeerLink<S> {
                 }
                 mesh.members.incoming(&name, env.token.0 as u64);
                 let mine = handshake::nonce();
-                let exporter = self.exporter()?;
-                let t = Transcript {
-                    exporter: &exporter,
-                    dialer: &name,
-                    acceptor: &me,
-                    dialer_nonce: &nonce,
-                    acceptor_nonce: &mine,
-                };
-                let mac = handshake::mac(&mesh.cookie, Role::Acceptor, &t);
                 self.send(&Frame::Challenge {
                     name: me.clone(),
                     nonce: mine,
-                    mac,
                 });
                 self.phase = Phase::AwaitProof {
                     addr,
@@ -129,9 +119,9 @@ impl<S: Stream> PeerLink<S> {
                 Frame::Challenge {
                     name,
                     nonce: theirs,
-                    mac,
                 },
             ) => {
+                let nonce = *nonce;
                 if self.name.as_deref() != Some(name.as_str()) {
                     return Err(format!("answered as {name}"));
                 }
@@ -140,8 +130,26 @@ impl<S: Stream> PeerLink<S> {
                     exporter: &exporter,
                     dialer: &me,
                     acceptor: &name,
-                    dialer_nonce: nonce,
+                    dialer_nonce: &nonce,
                     acceptor_nonce: &theirs,
+                };
+                let proof = handshake::mac(&mesh.cookie, Role::Dialer, &t);
+                self.send(&Frame::Proof { mac: proof });
+                self.phase = Phase::AwaitTheirProof {
+                    mine: nonce,
+                    theirs,
+                };
+                Ok(())
+            }
+            (Phase::AwaitTheirProof { mine, theirs }, Frame::Proof { mac }) => {
+                let name = self.name.clone().unwrap_or_default();
+                let exporter = self.exporter()?;
+                let t = Transcript {
+                    exporter: &exporter,
+                    dialer: &me,
+                    acceptor: &name,
+                    dialer_nonce: mine,
+                    acceptor_nonce: theirs,
                 };
                 if !handshake::verify(&mesh.cookie, Role::Acceptor, &t, &mac) {
                     let first = mesh.members.cookie_refused(&name);
@@ -150,8 +158,6 @@ impl<S: Stream> PeerLink<S> {
                     self.refuse("wrong cookie");
                     return Ok(());
                 }
-                let proof = handshake::mac(&mesh.cookie, Role::Dialer, &t);
-                self.send(&Frame::Proof { mac: proof });
                 self.phase = Phase::AwaitState;
                 Ok(())
             }
@@ -169,9 +175,11 @@ impl<S: Stream> PeerLink<S> {
                     let first = mesh.members.cookie_refused(&name);
                     self.cookie_mismatch(first, "its proof does not match our cookie");
                     env.service.stats.peer_refused += 1;
+                    mesh.guess_failed(self.addr.ip(), env.now);
                     self.refuse("wrong cookie");
                     return Ok(());
                 }
+                mesh.guess_passed(self.addr.ip());
                 if mesh.members.get(&name).is_some_and(|k| k.link.is_some()) {
                     self.refuse("already linked");
                     return Ok(());
@@ -180,6 +188,8 @@ impl<S: Stream> PeerLink<S> {
                     self.refuse("bad cluster address");
                     return Ok(());
                 };
+                let proof = handshake::mac(&mesh.cookie, Role::Acceptor, &t);
+                self.send(&Frame::Proof { mac: proof });
                 mesh.members.learn(&name, addr, false, env.now);
                 self.up(env, mesh);
                 Ok(())

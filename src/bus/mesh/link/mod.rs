@@ -54,7 +54,12 @@ pub enum Phase {
         theirs: [u8; NONCE_LEN],
         mine: [u8; NONCE_LEN],
     },
-    /// Dialer: `Proof` sent, waiting for the acceptor's `State`.
+    /// Dialer: our `Proof` sent, waiting for the acceptor's.
+    AwaitTheirProof {
+        mine: [u8; NONCE_LEN],
+        theirs: [u8; NONCE_LEN],
+    },
+    /// Dialer: the acceptor proved the cookie; its `State` comes next.
     AwaitState,
     /// Linked. `replayed`: the peer's `State` has been answered with our
     /// replay, so live messages may follow.
@@ -147,9 +152,8 @@ impl<S: Stream> PeerLink<S> {
         self.pipe.wants_write() || matches!(self.phase, Phase::Connecting)
     }
 
-    /// Small frames until the other side has proved the cookie (the
-    /// acceptor's proof arrives in its `Challenge`, so a dialler awaiting
-    /// `State` takes full frames: a large clock must fit).
+    /// Small frames until the other side has proved the cookie (a dialler
+    /// awaiting `State` has the acceptor's proof: a large clock must fit).
     fn max_frame(&self) -> usize {
         match self.phase {
             Phase::Up { .. } | Phase::AwaitState => MAX_FRAME,
@@ -334,7 +338,10 @@ impl<S: Stream> PeerLink<S> {
     /// A clear link (`link_tls = off`) whose peer speaks TLS: say so
     /// rather than fail on a frame that makes no sense.
     fn clear_meets_tls(&self) -> Result<(), String> {
-        let early = matches!(self.phase, Phase::AwaitHello | Phase::AwaitChallenge { .. });
+        let early = matches!(
+            self.phase,
+            Phase::AwaitHello | Phase::AwaitChallenge { .. } | Phase::AwaitTheirProof { .. }
+        );
         let tls_record = matches!(self.pipe.input.get(..2), Some([0x15 | 0x16, 0x03]));
         if early && tls_record && !self.pipe.transport.is_tls() {
             return Err(
