@@ -499,6 +499,7 @@ impl Server {
                         was_up: link.was_up,
                     };
                     self.bus.closed(t, end, now);
+                    link.close();
                     let _ = self.poll.registry().deregister(link.stream());
                 }
             }

@@ -216,10 +216,19 @@ impl<S: Stream> PeerLink<S> {
             self.read_stopped = false;
             if let Err(why) = self.read(env, mesh) {
                 self.log_close(&why);
+                // What TLS queued on the way out (an alert saying why) and
+                // any Refuse: best effort, the link closes either way.
+                let _ = self.pipe.flush();
                 return Step::Close;
             }
         }
         self.flush(env)
+    }
+
+    /// Best-effort goodbye before the socket is dropped (TLS close_notify).
+    pub fn close(&mut self) {
+        self.pipe.transport.close_notify();
+        let _ = self.pipe.flush();
     }
 
     /// Shutdown: say `Leave`, then close once it is written.
