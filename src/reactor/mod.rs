@@ -14,7 +14,7 @@
 //! modules.
 
 mod lifecycle;
-mod listen;
+pub mod listen;
 mod open;
 pub mod sockets;
 pub mod timers;
@@ -150,7 +150,8 @@ impl Server {
         }
         let mut ports = Vec::new();
         for (i, (addr, kind)) in binds.into_iter().enumerate() {
-            let mut port = Port::bind(addr, kind)?;
+            let shared = opts.worker.is_some() && kind != Kind::Cluster;
+            let mut port = Port::bind(addr, kind, shared)?;
             port.register(poll.registry(), i)?;
             ports.push(port);
         }

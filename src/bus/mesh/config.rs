@@ -188,7 +188,7 @@ pub fn member(entry: &str) -> Result<Member, String> {
 
 fn resolve(name: &str, port: u16) -> Result<SocketAddr, String> {
     let (node, host) = name
-        .split_once('@')
+        .rsplit_once('@')
         .ok_or_else(|| "a node name is name@host".to_string())?;
     if node.is_empty() || host.is_empty() {
         return Err("a node name is name@host".into());
