@@ -43,6 +43,8 @@ usage: watercooler [options]
   --log-format FORMAT      text | json (default text)
   --cluster-bind ADDR      where the cluster port listens (default: the host of
                            this node's entry in the cluster file)
+  --workers N|auto         worker processes sharing the ports (default 1; auto:
+                           one per core); see the README
   --gen-cookie             print a strong cluster cookie and exit
   --help                   this text
   --version                the version
@@ -73,6 +75,10 @@ pub struct Options {
     pub heartbeat: Duration,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Worker processes (`--workers`; 1: this process serves).
+    pub workers: usize,
+    /// Set in a worker started by `--workers`: its number (1-based).
+    pub worker: Option<usize>,
     pub log_level: Level,
     pub log_json: bool,
     pub drain: Duration,
@@ -120,6 +126,8 @@ impl Options {
             heartbeat: Duration::from_millis(15_000),
             request_timeout: Duration::from_millis(10_000),
             idle_timeout: Duration::from_millis(60_000),
+            workers: 1,
+            worker: None,
             log_level: Level::Info,
             log_json: false,
             drain: Duration::from_millis(5000),
@@ -197,6 +205,13 @@ pub fn parse(
             Long("request-timeout-ms") => o.request_timeout = millis(&flag, &value(&mut parser)?)?,
             Long("idle-timeout-ms") => o.idle_timeout = millis(&flag, &value(&mut parser)?)?,
             Long("drain-ms") => o.drain = millis(&flag, &value(&mut parser)?)?,
+            Long("workers") => {
+                o.workers = match value(&mut parser)?.as_str() {
+                    "auto" => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    v => parse_num(&flag, v)?,
+                }
+            }
+            Long("worker") => o.worker = Some(parse_num(&flag, &value(&mut parser)?)?),
             Long("log-format") => {
                 o.log_json = match value(&mut parser)?.as_str() {
                     "text" => false,
@@ -276,6 +291,9 @@ fn check(o: &Options) -> Result<(), String> {
     if o.max_message == 0 || o.max_message > 1 << 20 {
         return Err("--max-message: 1 to 1048576 bytes".into());
     }
+    if o.workers == 0 || o.workers > 256 {
+        return Err("--workers: 1 to 256, or auto".into());
+    }
     if o.max_connections == 0 {
         return Err("--max-connections: at least 1".into());
     }
@@ -315,6 +333,16 @@ mod tests {
         );
         assert!(run(&["--fsync", "sometimes"], None).is_err());
         assert!(run(&["--data", ""], None).is_err());
+    }
+
+    #[test]
+    fn workers_are_counted_or_one_per_core() {
+        assert_eq!(run(&[], None).unwrap().workers, 1);
+        assert_eq!(run(&["--workers", "4"], None).unwrap().workers, 4);
+        assert!(run(&["--workers", "auto"], None).unwrap().workers >= 1);
+        assert!(run(&["--workers", "0"], None).is_err());
+        assert!(run(&["--workers", "many"], None).is_err());
+        assert_eq!(run(&["--worker", "2"], None).unwrap().worker, Some(2));
     }
 
     #[test]

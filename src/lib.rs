@@ -21,3 +21,4 @@ pub mod service;
 pub mod sse;
 pub mod store;
 pub mod tls;
+pub mod workers;

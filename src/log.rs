@@ -4,7 +4,7 @@
 //! per request, so a global level and a locked stderr are all it needs.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,6 +38,13 @@ impl Level {
 
 static THRESHOLD: AtomicU8 = AtomicU8::new(Level::Info as u8);
 static JSON: AtomicBool = AtomicBool::new(false);
+/// The worker a line comes from (`--workers`; 0: not a worker).
+static WORKER: AtomicUsize = AtomicUsize::new(0);
+
+/// Lines of worker `k` say so (the workers of a node share its stderr).
+pub fn set_worker(k: usize) {
+    WORKER.store(k, Ordering::Relaxed);
+}
 
 /// One JSON object per line (`ts`, `level`, `msg`) instead of text.
 pub fn set_json(json: bool) {
@@ -61,22 +68,31 @@ pub fn write(level: Level, args: std::fmt::Arguments) {
     let secs = now.as_secs();
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let ms = now.subsec_millis();
-    let mut err = std::io::stderr().lock();
-    if JSON.load(Ordering::Relaxed) {
+    let worker = WORKER.load(Ordering::Relaxed);
+    // One write per line: the workers of a node write to one stderr, and
+    // a single write of a short line is not interleaved with another's.
+    let line = if JSON.load(Ordering::Relaxed) {
         let msg = crate::service::presence::json_string(&args.to_string());
-        let _ = writeln!(
-            err,
-            "{{\"ts\":{}.{ms:03},\"level\":\"{}\",\"msg\":{msg}}}",
+        let worker = match worker {
+            0 => String::new(),
+            k => format!(",\"worker\":{k}"),
+        };
+        format!(
+            "{{\"ts\":{}.{ms:03},\"level\":\"{}\"{worker},\"msg\":{msg}}}\n",
             now.as_secs(),
             level.name().to_ascii_lowercase()
-        );
-        return;
-    }
-    let _ = writeln!(
-        err,
-        "{h:02}:{m:02}:{s:02}.{ms:03} {:5} {args}",
-        level.name()
-    );
+        )
+    } else {
+        let worker = match worker {
+            0 => String::new(),
+            k => format!("w{k} "),
+        };
+        format!(
+            "{h:02}:{m:02}:{s:02}.{ms:03} {:5} {worker}{args}\n",
+            level.name()
+        )
+    };
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 #[macro_export]

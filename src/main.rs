@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use watercooler::bus::mesh::config;
 use watercooler::cli::{self, Command, USAGE};
 use watercooler::reactor::Server;
-use watercooler::{error, info, log, tls};
+use watercooler::{error, info, log, tls, workers};
 
 fn main() -> ExitCode {
     match run() {
@@ -47,7 +47,18 @@ fn run() -> Result<(), String> {
     };
     log::set_level(opts.log_level);
     log::set_json(opts.log_json);
-    raise_fd_limit();
+    if opts.workers > 1 && opts.worker.is_none() {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        return workers::supervise(&opts, &args);
+    }
+    if let Some(k) = opts.worker {
+        log::set_worker(k);
+    }
+    let files = raise_fd_limit();
+    info!(
+        "open-file limit {files}: this process holds about {} connections",
+        files.saturating_sub(64)
+    );
     let identity = match (&opts.cert, &opts.key) {
         (Some(cert), Some(key)) => tls::load(cert, key)?,
         _ => tls::self_signed()?,
@@ -97,17 +108,27 @@ fn run() -> Result<(), String> {
     })
 }
 
-/// Raises the soft open-file limit to the hard one: each listener is a file.
-fn raise_fd_limit() {
+/// Raises the soft open-file limit to the hard one (each listener is a
+/// file) and returns the limit now in force.
+fn raise_fd_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                lim = wanted;
+            }
         }
     }
+    lim.rlim_cur
 }

@@ -78,6 +78,93 @@ fn build(
     })
 }
 
+/// The links' TLS, both ends: TLS 1.3 only, a certificate made at start
+/// and never checked by the other side. The trust is the cookie: each side's
+/// proof covers this session's exporter (`TlsBuffered::exporter`), so a
+/// relay that ends TLS on both sides cannot pass a proof through.
+pub struct LinkTls {
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
+}
+
+/// The name a dialling node gives (the certificate is not checked).
+pub const LINK_SERVER_NAME: &str = "watercooler-link";
+
+pub fn link_tls() -> Result<LinkTls, String> {
+    let provider = Arc::new(ring::default_provider());
+    let key = rcgen::KeyPair::generate().map_err(|e| format!("link key: {e}"))?;
+    let cert = rcgen::CertificateParams::new(vec![LINK_SERVER_NAME.to_string()])
+        .and_then(|p| p.self_signed(&key))
+        .map_err(|e| format!("link certificate: {e}"))?;
+    let key = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| format!("link key: {e}"))?;
+    let server = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| format!("tls: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .map_err(|e| format!("link certificate: {e}"))?;
+    let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| format!("tls: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    Ok(LinkTls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+    })
+}
+
+/// Takes any certificate (the cookie proof authenticates the peer) but
+/// still checks the handshake's signatures with it.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 fn fingerprint(cert: &CertificateDer) -> String {
     let digest = ::ring::digest::digest(&::ring::digest::SHA256, cert.as_ref());
     digest

@@ -31,12 +31,17 @@ const SYNC_MS: u64 = 1500;
 
 /// A cluster whose members all share one sys.conf, started one by one.
 fn mesh(tag: &str, shorts: &[&str]) -> (TempDir, Vec<Member>, Vec<Node>) {
+    mesh_with(tag, shorts, "")
+}
+
+/// `mesh`, with `extra` lines in the cluster file.
+fn mesh_with(tag: &str, shorts: &[&str], extra: &str) -> (TempDir, Vec<Member>, Vec<Node>) {
     let dir = TempDir::new(tag);
     let members: Vec<Member> = shorts.iter().map(|s| Member::new(s)).collect();
     let refs: Vec<&Member> = members.iter().collect();
     let conf = dir.write(
         "sys.conf",
-        &conf_text(&refs, SYNC_MS, &format!("{tag}-cookie")),
+        &(conf_text(&refs, SYNC_MS, &format!("{tag}-cookie")) + extra),
     );
     let nodes: Vec<Node> = members
         .iter()
@@ -438,7 +443,8 @@ fn frame(f: &Frame) -> Vec<u8> {
 
 #[test]
 fn hostile_input_on_the_cluster_port_closes_only_that_connection() {
-    let (_dir, m, mut nodes) = mesh("hostile", &["h1", "h2"]);
+    // Clear links, to speak frames directly (tests/links.rs: the same under TLS).
+    let (_dir, m, mut nodes) = mesh_with("hostile", &["h1", "h2"], "link_tls = off\n");
     let mut l1 = nodes[0].listen(&[]);
     let mut l2 = nodes[1].listen(&[]);
     let n1 = &nodes[0];

@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{conf_text, Conn, Member, Node, TempDir, IO_TIMEOUT};
+use watercooler::bus::mesh::guesses;
 use watercooler::bus::mesh::handshake::{self, Role, Transcript};
 use watercooler::bus::mesh::wire::{self, Frame, MAC_LEN, NONCE_LEN};
 
@@ -704,9 +705,13 @@ const COOKIE: &str = "hostile-cookie";
 
 /// A node started as the only member of its cluster (its cluster port
 /// listens; nobody to dial).
+/// A node alone in its cluster file, its links in clear (`link_tls = off`)
+/// so a test can speak frames to it directly: the frame-level state machine
+/// is the same under TLS (tests/links.rs covers the TLS).
 fn lone_member(dir: &TempDir) -> (Member, Node) {
     let m = Member::new("lone");
-    let conf = dir.write("sys.conf", &conf_text(&[&m], 200, COOKIE));
+    let text = conf_text(&[&m], 200, COOKIE) + "link_tls = off\n";
+    let conf = dir.write("sys.conf", &text);
     let node = Node::start_member(&m.name, &conf, &[]);
     (m, node)
 }
@@ -827,21 +832,19 @@ fn garbage_after_a_failed_handshake_is_cut_off() {
         s.write_all(&encoded(&hello("mallory@127.0.0.1", mine)))
             .unwrap();
         let mut buf = Vec::new();
-        let Frame::Challenge { name, nonce, mac } =
+        // The challenge carries no proof: nothing to test guesses on.
+        let Frame::Challenge { name, nonce } =
             read_frame(&mut s, &mut buf).unwrap_or_else(|e| node.fail("no challenge", e))
         else {
             node.fail("answer to a hello", "not a challenge");
         };
         let t = Transcript {
+            exporter: b"",
             dialer: "mallory@127.0.0.1",
             acceptor: &name,
             dialer_nonce: &mine,
             acceptor_nonce: &nonce,
         };
-        assert!(
-            handshake::verify(COOKIE, Role::Acceptor, &t, &mac),
-            "the node's challenge does not prove the cookie"
-        );
         let proof = if guess.is_empty() {
             [0; MAC_LEN]
         } else {
@@ -891,6 +894,7 @@ fn authenticated_peer_flooding_pings_without_reading_costs_bounded_memory() {
         node.fail("no challenge", "");
     };
     let t = Transcript {
+        exporter: b"",
         dialer: "pinger@127.0.0.1",
         acceptor: &name,
         dialer_nonce: &mine,
@@ -920,5 +924,52 @@ fn authenticated_peer_flooding_pings_without_reading_costs_bounded_memory() {
         rss_max < RSS_LIMIT_KIB,
         "node RSS reached {rss_max} KiB while queueing pongs for a peer that never reads"
     );
+    assert_eq!(node.get("/").status, 200);
+}
+
+#[test]
+fn wrong_proofs_from_one_address_are_slowed_down() {
+    let dir = TempDir::new("hostile-guesses");
+    let (m, node) = lone_member(&dir);
+    let guess = |n: u8| -> Result<(), String> {
+        let mut s = TcpStream::connect_timeout(&m.cluster_addr(), IO_TIMEOUT).unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mine = [n; NONCE_LEN];
+        s.write_all(&encoded(&hello("guesser@127.0.0.1", mine)))
+            .unwrap();
+        let mut buf = Vec::new();
+        let Ok(Frame::Challenge { name, nonce }) = read_frame(&mut s, &mut buf) else {
+            return Err("no challenge".into());
+        };
+        let t = Transcript {
+            exporter: b"",
+            dialer: "guesser@127.0.0.1",
+            acceptor: &name,
+            dialer_nonce: &mine,
+            acceptor_nonce: &nonce,
+        };
+        let proof = handshake::mac(&format!("guess-{n}"), Role::Dialer, &t);
+        s.write_all(&encoded(&Frame::Proof { mac: proof })).unwrap();
+        match read_frame(&mut s, &mut buf) {
+            Ok(Frame::Refuse { .. }) | Err(_) => Ok(()),
+            Ok(other) => Err(format!("a wrong proof got {other:?}")),
+        }
+    };
+    for n in 0..=guesses::FREE as u8 {
+        guess(n).unwrap_or_else(|e| node.fail(&format!("guess {n}"), e));
+    }
+    // Past the free ones: the next attempt is cut before any challenge.
+    assert_eq!(guess(99), Err("no challenge".to_string()));
+    assert!(
+        node.wait_log(
+            "wrong cookie proofs: its link attempts are refused for 1s",
+            IO_TIMEOUT
+        ),
+        "{}",
+        node.stderr_tail()
+    );
+    // The wait passes.
+    thread::sleep(Duration::from_millis(1100));
+    guess(100).unwrap_or_else(|e| node.fail("after the wait", e));
     assert_eq!(node.get("/").status, 200);
 }

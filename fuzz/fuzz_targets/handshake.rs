@@ -1,10 +1,12 @@
 //! The cookie handshake's proofs (`cluster::handshake`) against frames a
 //! hostile peer sends. The socket side lives in `peer.rs`; this target plays
 //! its checks on the frames decoded from the input:
-//! - an acceptor (cookie `COOKIE`) answers each `Hello` with a `Challenge`;
-//!   a `Proof` verifies only if it is the real dialer MAC, and the
-//!   challenge's own MAC never verifies as a proof (no reflection);
-//! - a dialer verifies a `Challenge` only if its MAC is the real one;
+//! - an acceptor (cookie `COOKIE`) answers each `Hello` with a `Challenge`
+//!   (no proof); a `Proof` verifies only if it is the real dialer MAC, the
+//!   acceptor's own MAC never verifies as a dialer's (no reflection), and
+//!   no proof verifies on another TLS session (another exporter value);
+//! - a dialer, after a `Challenge`, verifies a `Proof` only if it is the
+//!   real acceptor MAC;
 //! - a peer that guessed a cookie passes only if its guess is the cookie
 //!   (or one HMAC cannot tell apart: the same bytes plus trailing NULs).
 //!
@@ -18,6 +20,8 @@ use watercooler::bus::mesh::wire::{decode, Frame, MAX_HANDSHAKE_FRAME, NONCE_LEN
 
 const COOKIE: &str = "change-me";
 const ME: &str = "node1@127.0.0.1";
+const SESSION: &[u8] = &[0x11; 32];
+const RELAYED: &[u8] = &[0x22; 32];
 
 /// HMAC-SHA256 pads keys of up to 64 bytes with zeros, so such keys that
 /// differ only in trailing NULs are the same key.
@@ -40,50 +44,58 @@ fuzz_target!(|data: &[u8]| {
     let my_nonce = [0x5a; NONCE_LEN];
     // The acceptor's state: the dialer's name and nonce from its `Hello`.
     let mut hello: Option<(String, [u8; NONCE_LEN])> = None;
+    // The dialer's state: the acceptor's name and nonce from its `Challenge`.
+    let mut challenge: Option<(String, [u8; NONCE_LEN])> = None;
     while let Ok(Some((frame, used))) = decode(frames, MAX_HANDSHAKE_FRAME) {
         frames = frames.get(used..).unwrap_or_default();
         match frame {
             Frame::Hello { name, nonce, .. } => {
                 let t = Transcript {
+                    exporter: SESSION,
                     dialer: &name,
                     acceptor: ME,
                     dialer_nonce: &nonce,
                     acceptor_nonce: &my_nonce,
                 };
-                let challenge = mac(COOKIE, Role::Acceptor, &t);
-                assert!(verify(COOKIE, Role::Acceptor, &t, &challenge));
-                assert_eq!(verify(&guess, Role::Acceptor, &t, &challenge), guess_ok);
-                assert!(!verify(COOKIE, Role::Dialer, &t, &challenge), "reflected");
+                let ours = mac(COOKIE, Role::Acceptor, &t);
+                assert!(verify(COOKIE, Role::Acceptor, &t, &ours));
+                assert_eq!(verify(&guess, Role::Acceptor, &t, &ours), guess_ok);
+                assert!(!verify(COOKIE, Role::Dialer, &t, &ours), "reflected");
                 let forged = mac(&guess, Role::Dialer, &t);
                 assert_eq!(verify(COOKIE, Role::Dialer, &t, &forged), guess_ok);
+                let relayed = Transcript {
+                    exporter: RELAYED,
+                    ..t
+                };
+                assert!(!verify(COOKIE, Role::Dialer, &relayed, &forged), "relayed");
                 hello = Some((name, nonce));
             }
             Frame::Proof { mac: got } => {
-                let Some((name, nonce)) = &hello else {
-                    continue;
-                };
-                let t = Transcript {
-                    dialer: name,
-                    acceptor: ME,
-                    dialer_nonce: nonce,
-                    acceptor_nonce: &my_nonce,
-                };
-                let real = mac(COOKIE, Role::Dialer, &t);
-                assert_eq!(verify(COOKIE, Role::Dialer, &t, &got), got == real);
+                if let Some((name, nonce)) = &hello {
+                    let t = Transcript {
+                        exporter: SESSION,
+                        dialer: name,
+                        acceptor: ME,
+                        dialer_nonce: nonce,
+                        acceptor_nonce: &my_nonce,
+                    };
+                    let real = mac(COOKIE, Role::Dialer, &t);
+                    assert_eq!(verify(COOKIE, Role::Dialer, &t, &got), got == real);
+                }
+                if let Some((name, nonce)) = &challenge {
+                    let t = Transcript {
+                        exporter: SESSION,
+                        dialer: ME,
+                        acceptor: name,
+                        dialer_nonce: &my_nonce,
+                        acceptor_nonce: nonce,
+                    };
+                    let real = mac(COOKIE, Role::Acceptor, &t);
+                    assert_eq!(verify(COOKIE, Role::Acceptor, &t, &got), got == real);
+                }
             }
-            Frame::Challenge {
-                name,
-                nonce,
-                mac: got,
-            } => {
-                let t = Transcript {
-                    dialer: ME,
-                    acceptor: &name,
-                    dialer_nonce: &my_nonce,
-                    acceptor_nonce: &nonce,
-                };
-                let real = mac(COOKIE, Role::Acceptor, &t);
-                assert_eq!(verify(COOKIE, Role::Acceptor, &t, &got), got == real);
+            Frame::Challenge { name, nonce } => {
+                challenge = Some((name, nonce));
             }
             _ => {}
         }

@@ -9,8 +9,9 @@
 //!
 //! - `http1`: an HTTP/1.1 connection (framing only; the service answers);
 //! - `h2`: an HTTP/2 connection around the sans-IO core in `crate::h2`;
-//! - `transport`, `tls_session`, `tls_client`: plain TCP or rustls (a
-//!   server session, or a client one for `rediss://`) under one interface;
+//! - `transport`, `tls_session`, `tls_buffered`: plain TCP or rustls (the
+//!   browsers' server sessions; the buffered ones of links and Redis) under
+//!   one interface;
 //! - `output`: a socket's pending output (shared SSE frames, vectored writes);
 //! - `io`: the read call everything is built on.
 
@@ -18,7 +19,7 @@ pub mod h2;
 pub mod http1;
 pub mod io;
 pub mod output;
-pub mod tls_client;
+pub mod tls_buffered;
 pub mod tls_session;
 pub mod transport;
 

@@ -8,14 +8,14 @@ use std::io::{self, ErrorKind, IoSlice, Read, Write};
 
 use super::io::{read_once, ReadEnd};
 use super::output::{Output, MAX_SLICES};
-use super::tls_client::TlsClient;
+use super::tls_buffered::TlsBuffered;
 use super::tls_session::TlsSession;
 
 pub enum Transport {
     Plain,
     Tls(Box<TlsSession>),
-    /// An outgoing TLS connection (`rediss://`).
-    Client(Box<TlsClient>),
+    /// A link's TLS (either end), or an outgoing one (`rediss://`).
+    Buffered(Box<TlsBuffered>),
 }
 
 impl Transport {
@@ -42,7 +42,7 @@ impl Transport {
                 }
             },
             Transport::Tls(tls) => tls.read(stream, scratch, into, limit),
-            Transport::Client(tls) => tls.read(stream, scratch, into, limit),
+            Transport::Buffered(tls) => tls.read(stream, scratch, into, limit),
         }
     }
 
@@ -74,7 +74,7 @@ impl Transport {
                 Ok(true)
             }
             Transport::Tls(tls) => tls.write(stream, out),
-            Transport::Client(tls) => tls.write(stream, out),
+            Transport::Buffered(tls) => tls.write(stream, out),
         }
     }
 
@@ -83,20 +83,33 @@ impl Transport {
         match self {
             Transport::Plain => {}
             Transport::Tls(tls) => tls.close_notify(),
-            Transport::Client(tls) => tls.close_notify(),
+            Transport::Buffered(tls) => tls.close_notify(),
         }
     }
 
     /// TLS chose HTTP/2 by ALPN.
     pub fn chose_h2(&self) -> bool {
         match self {
-            Transport::Plain | Transport::Client(_) => false,
+            Transport::Plain | Transport::Buffered(_) => false,
             Transport::Tls(tls) => tls.alpn() == Some(b"h2"),
         }
     }
 
+    /// A buffered TLS session (a link's) has not finished its handshake.
+    pub fn handshaking(&self) -> bool {
+        matches!(self, Transport::Buffered(tls) if tls.is_handshaking())
+    }
+
+    /// A link's TLS exporter value (`None`: plain, or still handshaking).
+    pub fn exporter(&self, label: &[u8]) -> Option<[u8; super::tls_buffered::EXPORTER_LEN]> {
+        match self {
+            Transport::Buffered(tls) => tls.exporter(label),
+            _ => None,
+        }
+    }
+
     pub fn is_tls(&self) -> bool {
-        matches!(self, Transport::Tls(_) | Transport::Client(_))
+        matches!(self, Transport::Tls(_) | Transport::Buffered(_))
     }
 
     /// True when rustls has records to send that `write` has not flushed.
@@ -104,7 +117,7 @@ impl Transport {
         match self {
             Transport::Plain => false,
             Transport::Tls(tls) => tls.wants_write(),
-            Transport::Client(tls) => tls.wants_write(),
+            Transport::Buffered(tls) => tls.wants_write(),
         }
     }
 }

@@ -52,9 +52,15 @@ pub enum Accepted {
 impl Port {
     /// Binds `addr` with a listen backlog of `LISTEN_BACKLOG`: a burst of
     /// thousands of connects must not overflow it (std and mio use 128).
-    pub fn bind(addr: SocketAddr, kind: Kind) -> Result<Port, String> {
+    /// With `shared`, the port is bound with SO_REUSEPORT: the workers of
+    /// one node each bind it and the kernel spreads connections over them.
+    pub fn bind(addr: SocketAddr, kind: Kind, shared: bool) -> Result<Port, String> {
         let fail = |e: io::Error| format!("cannot listen on {addr} ({}): {e}", kind.what());
-        let listener = TcpListener::bind(addr).map_err(fail)?;
+        let listener = if shared {
+            TcpListener::from_std(reuse_port(addr).map_err(fail)?)
+        } else {
+            TcpListener::bind(addr).map_err(fail)?
+        };
         use std::os::fd::AsRawFd;
         // SAFETY: `listen` on a socket we own; calling it again on a
         // listening socket only changes the backlog (Linux, BSD).
@@ -113,4 +119,67 @@ fn is_out_of_resources(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+/// A listening-ready socket on `addr` with SO_REUSEADDR and SO_REUSEPORT
+/// (not yet listening: `Port::bind` sets the backlog), non-blocking.
+pub fn reuse_port(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    let family = if addr.is_ipv6() {
+        libc::AF_INET6
+    } else {
+        libc::AF_INET
+    };
+    // SAFETY: plain socket calls on a descriptor we own until it is handed
+    // to `TcpListener`; the address structs are local and sized right.
+    unsafe {
+        let fd = libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let listener = std::net::TcpListener::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+            let p = &one as *const libc::c_int as *const libc::c_void;
+            let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            if libc::setsockopt(fd, libc::SOL_SOCKET, opt, p, len) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let rc = match addr {
+            SocketAddr::V4(a) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(*a.ip()).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                };
+                let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                libc::bind(fd, &sin as *const _ as *const libc::sockaddr, len)
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                let len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+                libc::bind(fd, &sin6 as *const _ as *const libc::sockaddr, len)
+            }
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(listener)
+    }
 }

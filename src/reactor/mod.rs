@@ -14,7 +14,7 @@
 //! modules.
 
 mod lifecycle;
-mod listen;
+pub mod listen;
 mod open;
 pub mod sockets;
 pub mod timers;
@@ -64,6 +64,8 @@ pub struct Server {
     service: Service,
     bus: Bus,
     tls: Arc<ServerConfig>,
+    /// The links' TLS, when the mesh runs them over it (`link_tls = on`).
+    link_tls: Option<crate::tls::LinkTls>,
     date: DateCache,
     /// The one read buffer every socket reads through.
     scratch: Vec<u8>,
@@ -106,7 +108,7 @@ impl Server {
                     let maxlen = (opts.history * 10).max(10_000);
                     let until = now + c.sync_nodes_timeout;
                     let tls = match url.tls {
-                        true => Some(crate::conn::tls_client::config(url.ca_file.as_deref())?),
+                        true => Some(crate::conn::tls_buffered::config(url.ca_file.as_deref())?),
                         false => None,
                     };
                     let mut r = RedisBus::new(
@@ -124,6 +126,19 @@ impl Server {
                 None => Bus::Mesh(Box::new(Mesh::new(c, &opts.name, seed(), now))),
             },
         };
+        let link_tls = match &bus {
+            Bus::Mesh(m) if m.link_tls => Some(crate::tls::link_tls()?),
+            Bus::Mesh(m) => {
+                let everywhere = if m.listen.ip().is_loopback() {
+                    ""
+                } else {
+                    " (and this node is not on loopback!)"
+                };
+                warn!("link_tls = off: links between nodes are in clear text, readable and alterable on the path{everywhere}");
+                None
+            }
+            _ => None,
+        };
         let mut binds = vec![
             (SocketAddr::new(opts.bind, opts.port), Kind::Http),
             (SocketAddr::new(opts.bind, opts.secure_port), Kind::Https),
@@ -135,7 +150,8 @@ impl Server {
         }
         let mut ports = Vec::new();
         for (i, (addr, kind)) in binds.into_iter().enumerate() {
-            let mut port = Port::bind(addr, kind)?;
+            let shared = opts.worker.is_some() && kind != Kind::Cluster;
+            let mut port = Port::bind(addr, kind, shared)?;
             port.register(poll.registry(), i)?;
             ports.push(port);
         }
@@ -186,6 +202,7 @@ impl Server {
             service,
             bus,
             tls,
+            link_tls,
             date: DateCache::new(),
             scratch: vec![0; 16 * 1024],
             closing: Vec::new(),
@@ -483,6 +500,7 @@ impl Server {
                         was_up: link.was_up,
                     };
                     self.bus.closed(t, end, now);
+                    link.close();
                     let _ = self.poll.registry().deregister(link.stream());
                 }
             }

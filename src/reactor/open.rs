@@ -19,7 +19,7 @@ use crate::bus::redis::node::Role;
 use crate::bus::{Bus, Dial};
 use crate::conn::h2::H2Conn;
 use crate::conn::http1::Http1;
-use crate::conn::tls_client::TlsClient;
+use crate::conn::tls_buffered::TlsBuffered;
 use crate::conn::tls_session::TlsSession;
 use crate::conn::transport::Transport;
 use crate::conn::Ready;
@@ -96,7 +96,28 @@ impl Server {
             }
             let _ = stream.set_nodelay(true);
             let socket = match kind {
-                Kind::Cluster => Socket::Peer(Box::new(PeerLink::accept(stream, peer, now))),
+                Kind::Cluster => {
+                    if let Bus::Mesh(m) = &self.bus {
+                        if let Some(wait) = m.guesses.blocked(peer.ip(), now) {
+                            debug!(
+                                "{peer}: link refused for {}s more (wrong cookie proofs)",
+                                wait.as_secs()
+                            );
+                            continue;
+                        }
+                    }
+                    let transport = match &self.link_tls {
+                        Some(tls) => match TlsBuffered::server(tls.server.clone()) {
+                            Ok(s) => Transport::Buffered(Box::new(s)),
+                            Err(e) => {
+                                warn!("{peer} link tls setup failed: {e}");
+                                continue;
+                            }
+                        },
+                        None => Transport::Plain,
+                    };
+                    Socket::Peer(Box::new(PeerLink::accept(stream, transport, peer, now)))
+                }
                 Kind::Http | Kind::Https => {
                     let Some(transport) = self.transport(kind, peer) else {
                         continue;
@@ -146,7 +167,9 @@ impl Server {
             .next()
             .ok_or_else(|| format!("cannot resolve {}", url.host))?;
         let transport = match &bus.tls {
-            Some(config) => Transport::Client(Box::new(TlsClient::new(config.clone(), &url.host)?)),
+            Some(config) => {
+                Transport::Buffered(Box::new(TlsBuffered::client(config.clone(), &url.host)?))
+            }
             None => Transport::Plain,
         };
         let stream =
@@ -169,7 +192,21 @@ impl Server {
                 Dial::Peer { name, addr } => match TcpStream::connect(*addr) {
                     Ok(stream) => {
                         let _ = stream.set_nodelay(true);
-                        let link = PeerLink::dial(stream, *addr, name, now);
+                        let transport = match &self.link_tls {
+                            Some(tls) => {
+                                let host = crate::tls::LINK_SERVER_NAME;
+                                match TlsBuffered::client(tls.client.clone(), host) {
+                                    Ok(c) => Transport::Buffered(Box::new(c)),
+                                    Err(e) => {
+                                        warn!("link tls setup failed: {e}");
+                                        self.bus.dialing(&dial, None, None, now);
+                                        continue;
+                                    }
+                                }
+                            }
+                            None => Transport::Plain,
+                        };
+                        let link = PeerLink::dial(stream, transport, *addr, name, now);
                         self.service.stats.open_peers += 1;
                         (self.add_socket(Socket::Peer(Box::new(link)), now), None)
                     }

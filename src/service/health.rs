@@ -129,6 +129,21 @@ pub fn metrics(s: &Snapshot) -> String {
             ("cause=\"protocol\"", st.h2_resets_error as f64),
         ],
     );
+    // Which process answered: with --workers, a scrape reaches one worker
+    // (its figures are its own; `watercooler_cluster_listeners` counts the
+    // node's and the cluster's).
+    let label = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    let node = &s.presence.node;
+    let who = format!(
+        "node=\"{}\",process=\"{}\"",
+        label(super::presence::node_of(node)),
+        label(node)
+    );
+    m.gauge(
+        "watercooler_info",
+        "The node, and the process of it that answered (a worker of --workers).",
+        &[(&who, 1.0)],
+    );
     m.gauge(
         "watercooler_listeners",
         "SSE listeners on this node.",

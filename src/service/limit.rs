@@ -20,6 +20,15 @@ pub struct Limiter {
     buckets: HashMap<IpAddr, (f64, Instant)>,
 }
 
+/// Who a limit counts: the address, or for IPv6 its /64 (one host usually
+/// has a whole one, so counting single addresses would not limit it).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !((1u128 << 64) - 1)).into()),
+        v4 => v4,
+    }
+}
+
 impl Limiter {
     pub fn new(rate: u32, burst: u32) -> Limiter {
         Limiter {
@@ -35,13 +44,7 @@ impl Limiter {
         if self.rate <= 0.0 {
             return Ok(());
         }
-        let client = match client {
-            IpAddr::V6(a) => {
-                let bits = u128::from(a) & !((1u128 << 64) - 1);
-                IpAddr::V6(bits.into())
-            }
-            v4 => v4,
-        };
+        let client = client_key(client);
         if self.buckets.len() >= MAX_CLIENTS && !self.buckets.contains_key(&client) {
             self.forget_refilled(now);
         }

@@ -148,7 +148,7 @@ impl Service {
         Service {
             rooms: Rooms::new(name, config.rooms),
             listeners: Listeners::default(),
-            assets: Assets::new(name),
+            assets: Assets::new(presence::node_of(name)),
             stats: Stats::default(),
             presence: Presence {
                 node: name.to_string(),

@@ -57,10 +57,17 @@ impl Presence {
     pub fn json(&self) -> String {
         let mut names: Vec<&str> = vec![&self.node];
         names.extend(self.peers.iter().map(|p| p.name.as_str()));
-        let nodes: Vec<String> = names.iter().map(|n| json_string(n)).collect();
+        // The workers of one node show as that node, once.
+        let mut nodes: Vec<String> = Vec::with_capacity(names.len());
+        for n in &names {
+            let shown = json_string(node_of(n));
+            if !nodes.contains(&shown) {
+                nodes.push(shown);
+            }
+        }
         let tags: Vec<String> = names
             .iter()
-            .map(|n| format!("\"{:08x}\":{}", tag_of(n), json_string(n)))
+            .map(|n| format!("\"{:08x}\":{}", tag_of(n), json_string(node_of(n))))
             .collect();
         let rooms: Vec<String> = self
             .cluster_rooms(EVENT_ROOMS)
@@ -69,13 +76,30 @@ impl Presence {
             .collect();
         format!(
             "{{\"node\":{},\"nodes\":[{}],\"listeners\":{},\"local_listeners\":{},\"tags\":{{{}}},\"rooms\":{{{}}}}}",
-            json_string(&self.node),
+            json_string(node_of(&self.node)),
             nodes.join(","),
             self.total_listeners(),
             self.listeners,
             tags.join(","),
             rooms.join(",")
         )
+    }
+}
+
+/// The node a name belongs to: a worker of `--workers` is called
+/// `NODE+K@127.0.0.1` (a name the cluster file can hold, and its own origin
+/// tag) and shows as `NODE`; any other name is its own.
+pub fn node_of(name: &str) -> &str {
+    let Some(rest) = name.strip_suffix("@127.0.0.1") else {
+        return name;
+    };
+    match rest.rsplit_once('+') {
+        Some((node, k))
+            if !node.is_empty() && !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            node
+        }
+        _ => name,
     }
 }
 
@@ -98,6 +122,45 @@ pub fn json_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_show_as_their_node() {
+        assert_eq!(node_of("wk+2@127.0.0.1"), "wk");
+        assert_eq!(node_of("watercooler@vm+12@127.0.0.1"), "watercooler@vm");
+        for own in [
+            "node1@127.0.0.1",
+            "a+b@127.0.0.1",
+            "+1@127.0.0.1",
+            "x+1@10.0.0.1",
+            "x+",
+        ] {
+            assert_eq!(node_of(own), own);
+        }
+        let p = Presence {
+            node: "wk+1@127.0.0.1".into(),
+            peers: vec![
+                Peer {
+                    name: "wk+2@127.0.0.1".into(),
+                    listeners: 2,
+                    rooms: vec![],
+                },
+                Peer {
+                    name: "other@127.0.0.1".into(),
+                    listeners: 1,
+                    rooms: vec![],
+                },
+            ],
+            listeners: 3,
+            rooms: vec![],
+        };
+        let j = p.json();
+        assert!(
+            j.starts_with(
+                "{\"node\":\"wk\",\"nodes\":[\"wk\",\"other@127.0.0.1\"],\"listeners\":6,"
+            ),
+            "{j}"
+        );
+    }
 
     #[test]
     fn json_counts_and_escapes() {

@@ -24,6 +24,9 @@ pub struct ClusterConfig {
     pub nodes: Vec<Member>,
     pub sync_nodes_timeout: Duration,
     pub cookie: String,
+    /// Links run over TLS 1.3 (`link_tls = on`, the default); `off` keeps
+    /// them in clear, for loopback demos.
+    pub link_tls: bool,
 }
 
 /// Shortest cookie accepted when a node is beyond loopback.
@@ -64,6 +67,7 @@ pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> 
     let mut sync = None;
     let mut cookie = None;
     let mut redis: Option<Option<RedisUrl>> = None;
+    let mut link_tls = None;
     for (i, raw) in text.lines().enumerate() {
         let n = i + 1;
         let line = raw.split('#').next().unwrap_or("").trim();
@@ -111,6 +115,14 @@ pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> 
                 }
                 cookie = Some((value.to_string(), n));
             }
+            "link_tls" => {
+                dup(link_tls.is_some())?;
+                link_tls = Some(match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("{file}:{n}: link_tls is on or off, got {value:?}")),
+                });
+            }
             "bus" => {
                 dup(redis.is_some())?;
                 redis = Some(match value {
@@ -128,6 +140,7 @@ pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> 
             nodes: nodes.map(|(n, _)| n).unwrap_or_default(),
             sync_nodes_timeout,
             cookie: cookie.map(|(c, _)| c).unwrap_or_default(),
+            link_tls: link_tls.unwrap_or(true),
         });
     }
     let Some((nodes, line)) = nodes else {
@@ -153,6 +166,7 @@ pub fn parse(file: &str, text: &str, me: &str) -> Result<ClusterConfig, String> 
         nodes,
         sync_nodes_timeout,
         cookie,
+        link_tls: link_tls.unwrap_or(true),
     })
 }
 
@@ -174,7 +188,7 @@ pub fn member(entry: &str) -> Result<Member, String> {
 
 fn resolve(name: &str, port: u16) -> Result<SocketAddr, String> {
     let (node, host) = name
-        .split_once('@')
+        .rsplit_once('@')
         .ok_or_else(|| "a node name is name@host".to_string())?;
     if node.is_empty() || host.is_empty() {
         return Err("a node name is name@host".into());
@@ -208,6 +222,11 @@ cookie = change-me
         assert_eq!(c.nodes[1].addr, "127.0.0.1:4372".parse().unwrap());
         assert_eq!(c.sync_nodes_timeout, Duration::from_millis(5000));
         assert_eq!(c.cookie, "change-me");
+        assert!(c.link_tls, "links are encrypted unless said otherwise");
+        let off = parse("f", &format!("{DEMO}link_tls = off\n"), "node1@127.0.0.1").unwrap();
+        assert!(!off.link_tls);
+        let bad = parse("f", &format!("{DEMO}link_tls = maybe\n"), "node1@127.0.0.1");
+        assert!(bad.unwrap_err().starts_with("f:5: link_tls is on or off"));
         let v6 = parse("f", "nodes = a@[::1]:7 b@127.0.0.1:8\ncookie=x", "a@[::1]").unwrap();
         assert_eq!(v6.nodes[0].addr, "[::1]:7".parse().unwrap());
     }

@@ -1,14 +1,26 @@
 //! The link handshake's proofs: each side shows it knows the cookie by an
-//! HMAC-SHA256 over both nonces, both names and its role, so the cookie never
-//! crosses the wire, a proof can't be replayed on another link (fresh nonces),
-//! and a side's own proof can't be reflected back to it (the role differs).
+//! HMAC-SHA256 over both nonces, both names, its role and the link's TLS
+//! exporter value, so the cookie never crosses the wire, a proof can't be
+//! replayed on another link (fresh nonces), a side's own proof can't be
+//! reflected back to it (the role differs), and a relay that ends TLS on
+//! both sides can't pass a proof through (each side's exporter differs).
 //!
 //! ```text
 //! dialer   → Hello { name_d, nonce_d }
-//! acceptor → Challenge { name_a, nonce_a, mac("acceptor") }
-//! dialer   → Proof { mac("dialer") }          (or Refuse: wrong cookie)
-//! acceptor → State …                          (or Refuse: wrong cookie)
+//! acceptor → Challenge { name_a, nonce_a }
+//! dialer   → Proof { mac("dialer") }
+//! acceptor → Proof { mac("acceptor") }, State …   (or Refuse: wrong cookie)
+//! dialer   → State …                              (or Refuse: wrong cookie)
 //! ```
+//!
+//! The dialer proves first, so a stranger who calls learns nothing it could
+//! test cookie guesses against: it must guess online, one link attempt per
+//! guess, and the acceptor slows those down per address (`Mesh::guesses`).
+//! What stays open without a password-authenticated key exchange: whoever a
+//! node dials (an address in its cluster file or learnt from a peer, or a
+//! man in the middle on that path, since link certificates are not checked)
+//! receives the dialer's proof, and could test guesses against it offline.
+//! Hence strong cookies beyond loopback (`--gen-cookie`: 256 random bits).
 
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -21,7 +33,12 @@ pub enum Role {
     Acceptor,
 }
 
+/// The TLS exporter label links use (RFC 8446 §7.5).
+pub const EXPORTER_LABEL: &[u8] = b"EXPORTER-watercooler-link-proof";
+
 pub struct Transcript<'a> {
+    /// The link's TLS exporter value; empty on a clear link (`link_tls = off`).
+    pub exporter: &'a [u8],
     pub dialer: &'a str,
     pub acceptor: &'a str,
     pub dialer_nonce: &'a [u8; NONCE_LEN],
@@ -39,9 +56,11 @@ pub fn nonce() -> [u8; NONCE_LEN] {
 fn transcript(role: Role, t: &Transcript) -> Vec<u8> {
     let mut m = Vec::with_capacity(128);
     m.extend_from_slice(match role {
-        Role::Dialer => b"watercooler-1 dialer\0",
-        Role::Acceptor => b"watercooler-1 acceptor",
+        Role::Dialer => b"watercooler-2 dialer\0",
+        Role::Acceptor => b"watercooler-2 acceptor",
     });
+    m.extend_from_slice(&(t.exporter.len() as u32).to_be_bytes());
+    m.extend_from_slice(t.exporter);
     for name in [t.dialer, t.acceptor] {
         m.extend_from_slice(&(name.len() as u32).to_be_bytes());
         m.extend_from_slice(name.as_bytes());
@@ -73,6 +92,7 @@ mod tests {
     fn proofs_bind_cookie_role_and_nonces() {
         let (nd, na) = (nonce(), nonce());
         let t = Transcript {
+            exporter: b"session one",
             dialer: "a",
             acceptor: "b",
             dialer_nonce: &nd,
@@ -89,5 +109,11 @@ mod tests {
         };
         assert!(!verify("secret", Role::Dialer, &t2, &m));
         assert_ne!(nd, na);
+        // The same proof on another TLS session (a relay) fails.
+        let relayed = Transcript {
+            exporter: b"session two",
+            ..t
+        };
+        assert!(!verify("secret", Role::Dialer, &relayed, &m));
     }
 }

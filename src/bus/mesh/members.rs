@@ -78,7 +78,12 @@ impl Members {
             return false;
         }
         if let Some(k) = self.get_mut(name) {
-            k.addr = addr;
+            // The cluster file's address wins over what a node says of
+            // itself: behind a proxy, a port forward or NAT, only the
+            // listed one may reach it.
+            if listed || !k.listed {
+                k.addr = addr;
+            }
             k.listed |= listed;
             return false;
         }
@@ -368,6 +373,26 @@ mod tests {
         m.incoming("b", 6);
         m.link_up("b", 6);
         assert!(m.get("b").unwrap().incoming.is_none());
+    }
+
+    /// Regression (tests/links.rs): a node's own word on its address
+    /// replaced the cluster file's, so redials skipped the proxy it named.
+    #[test]
+    fn a_listed_address_is_kept_over_what_the_node_says() {
+        let t0 = Instant::now();
+        let mut m = Members::new("a", 1);
+        let listed: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let own: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        m.learn("b", listed, true, t0);
+        m.learn("b", own, false, t0);
+        assert_eq!(m.get("b").map(|k| k.addr), Some(listed));
+        m.learn("c", own, false, t0);
+        m.learn("c", listed, false, t0);
+        assert_eq!(
+            m.get("c").map(|k| k.addr),
+            Some(listed),
+            "learnt ones follow"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! (the cookie proofs), `wire` (the frames).
 
 pub mod config;
+pub mod guesses;
 pub mod handshake;
 pub mod link;
 pub mod members;
@@ -27,6 +28,10 @@ use wire::Frame;
 pub struct Mesh {
     pub members: Members,
     pub cookie: String,
+    /// Links run over TLS (`link_tls`).
+    pub link_tls: bool,
+    /// Wrong cookie proofs per source address (online guesses).
+    pub guesses: guesses::Guesses,
     /// Our cluster address as the others dial it (from the cluster file).
     pub my_addr: String,
     /// Where our cluster port listens.
@@ -63,12 +68,30 @@ impl Mesh {
         Mesh {
             members,
             cookie: config.cookie,
+            link_tls: config.link_tls,
+            guesses: guesses::Guesses::default(),
             my_addr: listen.to_string(),
             listen,
             sync_until: now + config.sync_nodes_timeout,
             links: Vec::new(),
             told: (0, Vec::new()),
         }
+    }
+
+    /// A caller at `ip` sent a wrong proof.
+    pub fn guess_failed(&mut self, ip: std::net::IpAddr, now: Instant) {
+        if let Some(wait) = self.guesses.failed(ip, now) {
+            crate::warn!(
+                "{ip}: more than {} wrong cookie proofs: its link attempts are refused for {}s",
+                guesses::FREE,
+                wait.as_secs()
+            );
+        }
+    }
+
+    /// A caller at `ip` proved the cookie.
+    pub fn guess_passed(&mut self, ip: std::net::IpAddr) {
+        self.guesses.passed(ip);
     }
 
     /// Every listed node has linked and sent its replay, or the wait is over.

@@ -17,7 +17,7 @@ pub const MAX_FRAME: usize = (1 << 20) + 1024;
 pub const MAX_LIST: usize = 256;
 /// 2: messages carry their room; presence carries room listener counts.
 /// 3: `State` carries what left the sender's history (its floors).
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 5;
 /// Most rooms a `Presence` frame names.
 pub const MAX_ROOMS: usize = 64;
 
@@ -30,13 +30,13 @@ pub enum Frame {
         addr: String,
         nonce: [u8; NONCE_LEN],
     },
-    /// Acceptor → dialer: who I am, my challenge, and my proof of the cookie.
+    /// Acceptor → dialer: who I am and my challenge (no proof yet: a
+    /// caller that has proved nothing learns nothing to test guesses on).
     Challenge {
         name: String,
         nonce: [u8; NONCE_LEN],
-        mac: [u8; MAC_LEN],
     },
-    /// Dialer → acceptor: my proof of the cookie.
+    /// My proof of the cookie: the dialer's first, then the acceptor's.
     Proof {
         mac: [u8; MAC_LEN],
     },
@@ -128,11 +128,10 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             put_str(out, addr);
             out.extend_from_slice(nonce);
         }
-        Frame::Challenge { name, nonce, mac } => {
+        Frame::Challenge { name, nonce } => {
             out.push(CHALLENGE);
             put_str(out, name);
             out.extend_from_slice(nonce);
-            out.extend_from_slice(mac);
         }
         Frame::Proof { mac } => {
             out.push(PROOF);
@@ -247,7 +246,6 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize)>, Wi
         CHALLENGE => Frame::Challenge {
             name: r.str16()?,
             nonce: r.array()?,
-            mac: r.array()?,
         },
         PROOF => Frame::Proof { mac: r.array()? },
         REFUSE => Frame::Refuse { reason: r.str16()? },
@@ -379,7 +377,6 @@ mod tests {
             Frame::Challenge {
                 name: "n2".into(),
                 nonce: [1; NONCE_LEN],
-                mac: [2; MAC_LEN],
             },
             Frame::Proof { mac: [3; MAC_LEN] },
             Frame::Refuse {

@@ -14,6 +14,20 @@ use crate::conn::Stream;
 use crate::{info, warn};
 
 impl<S: Stream> PeerLink<S> {
+    /// What the proofs bind to: the TLS session's exporter value, or
+    /// nothing on a clear link. A TLS link gets here only after its
+    /// handshake (frames are its application data).
+    fn exporter(&self) -> Result<Vec<u8>, String> {
+        if !self.pipe.transport.is_tls() {
+            return Ok(Vec::new());
+        }
+        self.pipe
+            .transport
+            .exporter(handshake::EXPORTER_LABEL)
+            .map(|e| e.to_vec())
+            .ok_or_else(|| "no TLS exporter".to_string())
+    }
+
     /// Says plainly that the two nodes hold different cookies: at WARN the
     /// first time, then at debug while it goes on (redials back off to a
     /// minute meanwhile).
@@ -89,17 +103,9 @@ impl<S: Stream> PeerLink<S> {
                 }
                 mesh.members.incoming(&name, env.token.0 as u64);
                 let mine = handshake::nonce();
-                let t = Transcript {
-                    dialer: &name,
-                    acceptor: &me,
-                    dialer_nonce: &nonce,
-                    acceptor_nonce: &mine,
-                };
-                let mac = handshake::mac(&mesh.cookie, Role::Acceptor, &t);
                 self.send(&Frame::Challenge {
                     name: me.clone(),
                     nonce: mine,
-                    mac,
                 });
                 self.phase = Phase::AwaitProof {
                     addr,
@@ -113,17 +119,37 @@ impl<S: Stream> PeerLink<S> {
                 Frame::Challenge {
                     name,
                     nonce: theirs,
-                    mac,
                 },
             ) => {
+                let nonce = *nonce;
                 if self.name.as_deref() != Some(name.as_str()) {
                     return Err(format!("answered as {name}"));
                 }
+                let exporter = self.exporter()?;
                 let t = Transcript {
+                    exporter: &exporter,
                     dialer: &me,
                     acceptor: &name,
-                    dialer_nonce: nonce,
+                    dialer_nonce: &nonce,
                     acceptor_nonce: &theirs,
+                };
+                let proof = handshake::mac(&mesh.cookie, Role::Dialer, &t);
+                self.send(&Frame::Proof { mac: proof });
+                self.phase = Phase::AwaitTheirProof {
+                    mine: nonce,
+                    theirs,
+                };
+                Ok(())
+            }
+            (Phase::AwaitTheirProof { mine, theirs }, Frame::Proof { mac }) => {
+                let name = self.name.clone().unwrap_or_default();
+                let exporter = self.exporter()?;
+                let t = Transcript {
+                    exporter: &exporter,
+                    dialer: &me,
+                    acceptor: &name,
+                    dialer_nonce: mine,
+                    acceptor_nonce: theirs,
                 };
                 if !handshake::verify(&mesh.cookie, Role::Acceptor, &t, &mac) {
                     let first = mesh.members.cookie_refused(&name);
@@ -132,14 +158,14 @@ impl<S: Stream> PeerLink<S> {
                     self.refuse("wrong cookie");
                     return Ok(());
                 }
-                let proof = handshake::mac(&mesh.cookie, Role::Dialer, &t);
-                self.send(&Frame::Proof { mac: proof });
                 self.phase = Phase::AwaitState;
                 Ok(())
             }
             (Phase::AwaitProof { addr, theirs, mine }, Frame::Proof { mac }) => {
                 let name = self.name.clone().unwrap_or_default();
+                let exporter = self.exporter()?;
                 let t = Transcript {
+                    exporter: &exporter,
                     dialer: &name,
                     acceptor: &me,
                     dialer_nonce: theirs,
@@ -149,9 +175,11 @@ impl<S: Stream> PeerLink<S> {
                     let first = mesh.members.cookie_refused(&name);
                     self.cookie_mismatch(first, "its proof does not match our cookie");
                     env.service.stats.peer_refused += 1;
+                    mesh.guess_failed(self.addr.ip(), env.now);
                     self.refuse("wrong cookie");
                     return Ok(());
                 }
+                mesh.guess_passed(self.addr.ip());
                 if mesh.members.get(&name).is_some_and(|k| k.link.is_some()) {
                     self.refuse("already linked");
                     return Ok(());
@@ -160,6 +188,8 @@ impl<S: Stream> PeerLink<S> {
                     self.refuse("bad cluster address");
                     return Ok(());
                 };
+                let proof = handshake::mac(&mesh.cookie, Role::Acceptor, &t);
+                self.send(&Frame::Proof { mac: proof });
                 mesh.members.learn(&name, addr, false, env.now);
                 self.up(env, mesh);
                 Ok(())

@@ -23,6 +23,10 @@ use crate::conn::transport::Transport;
 use crate::conn::{Env, Got, Pipe, Ready, Step, Stream};
 use crate::{debug, info, warn};
 
+/// Said when a link fails in its TLS handshake: the likely cause.
+const MISMATCH: &str =
+    " (if the other node has link_tls = off, set the same link_tls on every node)";
+
 /// The handshake must finish within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A ping goes out this often on a quiet link...
@@ -50,7 +54,12 @@ pub enum Phase {
         theirs: [u8; NONCE_LEN],
         mine: [u8; NONCE_LEN],
     },
-    /// Dialer: `Proof` sent, waiting for the acceptor's `State`.
+    /// Dialer: our `Proof` sent, waiting for the acceptor's.
+    AwaitTheirProof {
+        mine: [u8; NONCE_LEN],
+        theirs: [u8; NONCE_LEN],
+    },
+    /// Dialer: the acceptor proved the cookie; its `State` comes next.
     AwaitState,
     /// Linked. `replayed`: the peer's `State` has been answered with our
     /// replay, so live messages may follow.
@@ -83,8 +92,14 @@ pub struct PeerLink<S> {
 
 impl<S: Stream> PeerLink<S> {
     /// Our dial to `name`: the connect is still under way.
-    pub fn dial(stream: S, addr: SocketAddr, name: &str, now: Instant) -> PeerLink<S> {
-        let mut link = PeerLink::new(stream, addr, now);
+    pub fn dial(
+        stream: S,
+        transport: Transport,
+        addr: SocketAddr,
+        name: &str,
+        now: Instant,
+    ) -> PeerLink<S> {
+        let mut link = PeerLink::new(stream, transport, addr, now);
         link.dialed = true;
         link.name = Some(name.to_string());
         link.phase = Phase::Connecting;
@@ -92,13 +107,13 @@ impl<S: Stream> PeerLink<S> {
     }
 
     /// A connection on our cluster port: it must say `Hello` first.
-    pub fn accept(stream: S, addr: SocketAddr, now: Instant) -> PeerLink<S> {
-        PeerLink::new(stream, addr, now)
+    pub fn accept(stream: S, transport: Transport, addr: SocketAddr, now: Instant) -> PeerLink<S> {
+        PeerLink::new(stream, transport, addr, now)
     }
 
-    fn new(stream: S, addr: SocketAddr, now: Instant) -> PeerLink<S> {
+    fn new(stream: S, transport: Transport, addr: SocketAddr, now: Instant) -> PeerLink<S> {
         PeerLink {
-            pipe: Pipe::new(stream, Transport::Plain),
+            pipe: Pipe::new(stream, transport),
             addr,
             dialed: false,
             name: None,
@@ -137,9 +152,8 @@ impl<S: Stream> PeerLink<S> {
         self.pipe.wants_write() || matches!(self.phase, Phase::Connecting)
     }
 
-    /// Small frames until the other side has proved the cookie (the
-    /// acceptor's proof arrives in its `Challenge`, so a dialler awaiting
-    /// `State` takes full frames: a large clock must fit).
+    /// Small frames until the other side has proved the cookie (a dialler
+    /// awaiting `State` has the acceptor's proof: a large clock must fit).
     fn max_frame(&self) -> usize {
         match self.phase {
             Phase::Up { .. } | Phase::AwaitState => MAX_FRAME,
@@ -202,10 +216,19 @@ impl<S: Stream> PeerLink<S> {
             self.read_stopped = false;
             if let Err(why) = self.read(env, mesh) {
                 self.log_close(&why);
+                // What TLS queued on the way out (an alert saying why) and
+                // any Refuse: best effort, the link closes either way.
+                let _ = self.pipe.flush();
                 return Step::Close;
             }
         }
         self.flush(env)
+    }
+
+    /// Best-effort goodbye before the socket is dropped (TLS close_notify).
+    pub fn close(&mut self) {
+        self.pipe.transport.close_notify();
+        let _ = self.pipe.flush();
     }
 
     /// Shutdown: say `Leave`, then close once it is written.
@@ -259,10 +282,21 @@ impl<S: Stream> PeerLink<S> {
             }
             let limit = self.max_frame() + 4 + 16 * 1024;
             let before = self.pipe.input.len();
+            let handshaking = self.pipe.transport.handshaking();
             let got = self
                 .pipe
                 .read(env.scratch, limit, &mut budget)
-                .map_err(|e| format!("read failed: {e}"))?;
+                .map_err(|e| {
+                    if handshaking {
+                        format!("TLS handshake failed: {e}{MISMATCH}")
+                    } else {
+                        format!("read failed: {e}")
+                    }
+                })?;
+            if handshaking && got == Got::Eof {
+                return Err(format!("closed during the TLS handshake{MISMATCH}"));
+            }
+            self.clear_meets_tls()?;
             if self.pipe.input.len() > before {
                 self.last_heard = env.now;
             }
@@ -308,6 +342,23 @@ impl<S: Stream> PeerLink<S> {
                 }
             }
         }
+    }
+
+    /// A clear link (`link_tls = off`) whose peer speaks TLS: say so
+    /// rather than fail on a frame that makes no sense.
+    fn clear_meets_tls(&self) -> Result<(), String> {
+        let early = matches!(
+            self.phase,
+            Phase::AwaitHello | Phase::AwaitChallenge { .. } | Phase::AwaitTheirProof { .. }
+        );
+        let tls_record = matches!(self.pipe.input.get(..2), Some([0x15 | 0x16, 0x03]));
+        if early && tls_record && !self.pipe.transport.is_tls() {
+            return Err(
+                "it speaks TLS (link_tls = on there) and this node has link_tls = off: set the same link_tls on every node"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// The deadline came: handshake timeout, or time to ping / declare dead.

@@ -1,10 +1,12 @@
-//! One client TLS session, for the node's few outgoing connections that
-//! need it (`rediss://`): rustls's buffered `ClientConnection`, whose
-//! per-connection buffers do not matter for two sockets (the many server
-//! sessions use the unbuffered API in `tls_session`). The same calls as
-//! the server side: read what is there, write what is queued, say goodbye.
-//! `config` builds the client configuration: the roots of a CA file, or
-//! the system's (Debian's bundle).
+//! A TLS session on rustls's buffered API, for the node's few connections
+//! that are not browsers': the Redis bus (`rediss://`, a client) and the
+//! links between nodes (client or server). Its buffers per connection do
+//! not matter for a handful of sockets (the many browser sessions use the
+//! unbuffered API in `tls_session`), and it offers what links need: the
+//! session's exporter (RFC 8446 §7.5), which binds the cookie proof to this
+//! one TLS session. The same calls as the other transports: read what is
+//! there, write what is queued, say goodbye. `config` builds the Redis
+//! client configuration: the roots of a CA file, or the system's.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::Path;
@@ -13,7 +15,9 @@ use std::sync::Arc;
 use rustls::crypto::ring;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+};
 
 use super::io::ReadEnd;
 use super::output::Output;
@@ -25,9 +29,12 @@ pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// it more (the rest waits in `Output`).
 const SEND_BUFFER: usize = 64 * 1024;
 
-pub struct TlsClient {
-    conn: ClientConnection,
+pub struct TlsBuffered {
+    conn: Connection,
 }
+
+/// Bytes of the exporter value a link's proof covers.
+pub const EXPORTER_LEN: usize = 32;
 
 /// A client configuration trusting the CAs of `ca_file`, or the system's.
 pub fn config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>, String> {
@@ -52,15 +59,34 @@ pub fn config(ca_file: Option<&str>) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-impl TlsClient {
-    /// A session to `host` (a DNS name or an IP address, checked against
-    /// the server's certificate).
-    pub fn new(config: Arc<ClientConfig>, host: &str) -> Result<TlsClient, String> {
+impl TlsBuffered {
+    /// A client session to `host` (a DNS name or an IP address, checked
+    /// against the server's certificate by `config`'s verifier).
+    pub fn client(config: Arc<ClientConfig>, host: &str) -> Result<TlsBuffered, String> {
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| format!("{host}: not a name TLS can check: {e}"))?;
         let mut conn = ClientConnection::new(config, name).map_err(|e| format!("tls: {e}"))?;
         conn.set_buffer_limit(Some(SEND_BUFFER));
-        Ok(TlsClient { conn })
+        Ok(TlsBuffered { conn: conn.into() })
+    }
+
+    /// A server session (a link accepted on the cluster port).
+    pub fn server(config: Arc<ServerConfig>) -> Result<TlsBuffered, String> {
+        let mut conn = ServerConnection::new(config).map_err(|e| format!("tls: {e}"))?;
+        conn.set_buffer_limit(Some(SEND_BUFFER));
+        Ok(TlsBuffered { conn: conn.into() })
+    }
+
+    /// The session's exporter value for `label`, once the handshake is
+    /// done: both ends get the same bytes, and a relay that ends TLS on
+    /// both sides gets different ones on each.
+    pub fn exporter(&self, label: &[u8]) -> Option<[u8; EXPORTER_LEN]> {
+        if self.conn.is_handshaking() {
+            return None;
+        }
+        self.conn
+            .export_keying_material([0u8; EXPORTER_LEN], label, None)
+            .ok()
     }
 
     /// Reads records and appends their plaintext to `into` until drained,
@@ -131,6 +157,10 @@ impl TlsClient {
                 return Ok(false);
             }
         }
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
     }
 
     pub fn close_notify(&mut self) {
