@@ -55,10 +55,6 @@ fn run() -> Result<(), String> {
         log::set_worker(k);
     }
     let files = raise_fd_limit();
-    info!(
-        "open-file limit {files}: this process holds about {} connections",
-        files.saturating_sub(64)
-    );
     let identity = match (&opts.cert, &opts.key) {
         (Some(cert), Some(key)) => tls::load(cert, key)?,
         _ => tls::self_signed()?,
@@ -102,6 +98,10 @@ fn run() -> Result<(), String> {
     let _ = out.flush();
     drop(out);
     info!("node {name} started");
+    info!(
+        "open-file limit {files}: this process holds about {} connections",
+        files.saturating_sub(64)
+    );
     server.run().map_err(|e| {
         error!("event loop failed: {e}");
         format!("event loop: {e}")
