@@ -2,8 +2,8 @@
 //! against a real `redis-server` each test starts on its own free port in
 //! its own directory (and kills when done): delivery through the stream,
 //! presence, Redis restarted with and without its data, Redis away (the
-//! outbox, its bound and 503), a node killed and resumed, a wrong password
-//! and a server that answers garbage.
+//! outbox, its bound and 503), a node killed and resumed, a wrong password,
+//! a server that answers garbage, and `rediss://` (TLS, the URL's CA).
 //!
 //! Without `redis-server` on PATH the tests that need it say why (on
 //! stderr) and pass, unless `WATERCOOLER_REQUIRE_REDIS=1` (set it where
@@ -1108,4 +1108,80 @@ fn pipelined_publishes_stop_at_the_outbox_bound() {
         accepted, 1,
         "{accepted} of 200 pipelined publishes accepted at 9,999 held; /healthz {health}"
     );
+}
+
+/// A CA, and a certificate for localhost it signed: (CA PEM, cert PEM, key PEM).
+fn tls_files() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let issuer = Issuer::new(ca, &ca_key);
+    let key = KeyPair::generate().expect("key");
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &issuer)
+        .expect("certificate");
+    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+}
+
+/// `rediss://`: nodes reach Redis over TLS, trusting the CA file the URL
+/// names; a node given another CA says why, keeps serving, and retries.
+#[test]
+fn rediss_carries_messages_over_tls_trusting_the_urls_ca() {
+    if !have_redis("rediss") {
+        return;
+    }
+    let dir = TempDir::new("rediss");
+    let (ca, cert, key) = tls_files();
+    let (ca, cert, key) = (
+        dir.write("ca.pem", &ca),
+        dir.write("cert.pem", &cert),
+        dir.write("key.pem", &key),
+    );
+    let other_ca = dir.write("other-ca.pem", &tls_files().0);
+    let tls_port = free_port().to_string();
+    let _redis = Redis::start(
+        "tls",
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let url = format!("rediss://localhost:{tls_port}?ca={ca}");
+    let nodes = nodes_on(&dir, &url, &["s1", "s2"], &[]);
+    for n in &nodes {
+        wait_healthz(n, "connected over TLS", LINK, |s, j| {
+            s == 200 && j["bus"]["connected"] == true
+        });
+    }
+    let mut l = nodes[1].listen(&[]);
+    nodes[0].publish_ok("over tls");
+    assert_eq!(l.expect_event("over tls").data, "over tls");
+
+    let other = TempDir::new("rediss-other");
+    let bad = nodes_on(
+        &other,
+        &format!("rediss://localhost:{tls_port}?ca={other_ca}"),
+        &["s3"],
+        &[],
+    );
+    let said = bad[0].wait_log_match(LINK, |l| l.contains("redis") && l.contains("certificate"));
+    assert!(
+        said.is_some(),
+        "no line about the certificate\n{}",
+        bad[0].stderr_tail()
+    );
+    // It serves once the wait for the bus at start is over.
+    wait_healthz(&bad[0], "serving without Redis", LINK, |s, j| {
+        s == 200 && j["bus"]["connected"] == false
+    });
+    assert_eq!(bad[0].get("/").status, 200);
 }
