@@ -19,7 +19,9 @@
 # watercooler-h1; l, watercooler only, runs --fsync always, batch, off and
 # --data none one after another, then times a start with a full log, see
 # scenario_l; m, watercooler only, runs 3 and 8 nodes as a mesh and on one
-# redis-server, see scenario_m), prints one table and appends the raw
+# redis-server, see scenario_m; w and w-small, watercooler only and never
+# run by default, are a million and 100,000 idle listeners on one --workers
+# node, see scenario_w), prints one table and appends the raw
 # loadgen JSON lines to bench/results/DATE.jsonl. Latency counts from each
 # message's due time. Every node but l's runs with --data none (memory only,
 # as before issue 15).
@@ -38,12 +40,12 @@ SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
         --quick) SCALE=10 ;;
-        a|b|c|d|e|f|g|h|r|l|m) SCENARIOS+=("$arg") ;;
-        -h|--help) sed -n 2,25p "$0"; exit 0 ;;
-        *) echo "run.sh: unknown argument $arg (scenarios a-h, r, l and m, --quick)" >&2; exit 2 ;;
+        a|b|c|d|e|f|g|h|r|l|m|w|w-small) SCENARIOS+=("$arg") ;;
+        -h|--help) sed -n 2,27p "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg (scenarios a-h, r, l, m, w and w-small, --quick)" >&2; exit 2 ;;
     esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g h r l m)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g h r l m) # w, w-small: only when named
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -242,7 +244,7 @@ loadgen() {
     local out="$WORK/lg-$scen-$srv"
     log "($scen) $srv: loadgen $*"
     local rc=0
-    timeout 900 taskset -c "$LOADGEN_CPU" "$LG" --json-only --deadline-s 800 "$@" \
+    timeout "${W_TIMEOUT:-900}" taskset -c "$LOADGEN_CPU" "$LG" --json-only --deadline-s 800 "$@" \
         >"$out.out" 2>"$out.err" || rc=$?
     local json
     json=$(sed -n 's/^JSON //p' "$out.out" | tail -1)
@@ -645,6 +647,99 @@ scenario_m() {
     done
 }
 
+# ------------------------------------------------------------ w, w-small ----
+# (w) issue 17: a million concurrent SSE listeners on one node of
+# W_WORKERS worker processes (--workers: SO_REUSEPORT on one port, the
+# workers' loopback mesh), (w-small) the same at 100,000. Not in the default
+# set: w holds ~5 GB and both cores for minutes. Supervisor and workers on
+# core SERVER_CPU, loadgen on LOADGEN_CPU; loadgen splits itself into
+# processes of <= hard-limit - 100 listeners, each from its own source
+# address (127.0.0.2, .3, ...). While loadgen connects, a sampler polls
+# /cluster (every worker's listeners) and, at the first sample with the
+# most listeners seen, takes MemAvailable and the RSS summed over every
+# worker; then W_MESSAGES messages at W_RATE/s to everyone, latency from the
+# due time, loss. Each step bounded: W_CONNECT_S to connect, W_DRAIN_S to
+# drain, the whole loadgen run under W_CONNECT_S + 300 s.
+w_run() { # w_run SCENARIO LISTENERS WORKERS
+    local scen=$1 listeners=$2 workers=$3
+    local messages=${W_MESSAGES:-5} rate=${W_RATE:-1} connect_s=${W_CONNECT_S:-600} drain_s=${W_DRAIN_S:-150}
+    local ma0 sup wpids=() pids=() p i
+    ma0=$(awk '/^MemAvailable/ {print $2}' /proc/meminfo)
+    start_wc "$scen" --workers "$workers"
+    sup=$WC_PID
+    for _ in $(seq 100); do
+        [ "$(pgrep -P "$sup" | wc -l)" -ge "$workers" ] && break
+        sleep 0.1
+    done
+    # The workers link to each other (a full mesh of loopback TLS links):
+    # give them a second per 10 workers, at least 3 s, then check CPU.
+    sleep $(( workers / 10 > 3 ? workers / 10 : 3 ))
+    mapfile -t wpids < <(pgrep -P "$sup")
+    [ "${#wpids[@]}" -eq "$workers" ] || log "($scen) warning: ${#wpids[@]} of $workers workers running"
+    for p in "${wpids[@]}"; do pids+=(--server-pid "$p"); done
+    local cpu0 cpu1 rss0=0
+    cpu0=$(for p in "${wpids[@]}"; do task_cpu_s "$p"; done | awk '{s+=$1} END {print s}')
+    sleep 2
+    cpu1=$(for p in "${wpids[@]}"; do task_cpu_s "$p"; done | awk '{s+=$1} END {print s}')
+    for p in "${wpids[@]}"; do rss0=$((rss0 + $(rss_kib "$p"))); done
+    local idle_cpu; idle_cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {printf "%.1f", (b - a) / 2 * 100}')
+    log "($scen) $workers workers up, idle: $idle_cpu % of a core, RSS $rss0 KiB in all"
+    local ma1; ma1=$(awk '/^MemAvailable/ {print $2}' /proc/meminfo)
+    local samples="$WORK/$scen.samples"; : >"$samples"
+    # Connections counted from /proc/net/sockstat (TCP sockets in use, both
+    # ends on loopback, less those before): /cluster's count relies on the
+    # workers' presence, which a starved worker stops sending.
+    local inuse0; inuse0=$(awk '/^TCP:/ {print $3}' /proc/net/sockstat)
+    (
+        while sleep 1; do
+            l=$(( ($(awk '/^TCP:/ {print $3}' /proc/net/sockstat) - inuse0) / 2 ))
+            r=0; for p in "${wpids[@]}"; do r=$((r + $(rss_kib "$p" | sed 's/null/0/'))); done
+            echo "$(date +%s) $l $(awk '/^MemAvailable/ {print $2}' /proc/meminfo) $r"
+        done
+    ) >>"$samples" 2>/dev/null &
+    local sampler=$!
+    PIDS+=("$sampler")
+    local t0=$SECONDS
+    W_TIMEOUT=$((connect_s + 300)) loadgen "$scen" watercooler --mode watercooler \
+        --listen "$WC_HTTP/listen" --publish "$WC_HTTP/publish" \
+        --listeners "$listeners" --messages "$messages" --rate "$rate" "${pids[@]}" \
+        --idle-s 10 --connect-timeout-s "$connect_s" --drain-timeout-s "$drain_s" \
+        --deadline-s $((connect_s + 280))
+    kill "$sampler" 2>/dev/null || true
+    # The first sample with the most listeners: MemAvailable and worker RSS.
+    local best; best=$(awk '$2 != "null" && $2 + 0 > m {m = $2 + 0; line = $0} END {print line}' "$samples")
+    local lmax mac rssc
+    read -r _ lmax mac rssc <<<"${best:-0 0 0 0}"
+    local ma_end; ma_end=$(awk '/^MemAvailable/ {print $2}' /proc/meminfo)
+    server_errors "$WORK/$scen.err"
+    local warns; warns=$(grep -c . "$WORK/$scen.err" 2>/dev/null || echo 0)
+    stop_all
+    sleep 1
+    local ma_stopped; ma_stopped=$(awk '/^MemAvailable/ {print $2}' /proc/meminfo)
+    record "$scen-mem" watercooler "$(jq -nc --argjson w "$workers" --argjson n "$listeners" \
+        --argjson ma0 "$ma0" --argjson ma1 "$ma1" --argjson mac "${mac:-0}" --argjson lmax "${lmax:-0}" \
+        --argjson rss0 "$rss0" --argjson rssc "${rssc:-0}" --argjson ma_stopped "$ma_stopped" \
+        --argjson idle_cpu "$idle_cpu" --argjson warns "$warns" --argjson secs $((SECONDS - t0)) \
+        '{workers:$w, listeners_requested:$n, listeners_seen:$lmax,
+          mem_available_kib_before:$ma1, mem_available_kib_connected:$mac, mem_available_kib_stopped:$ma_stopped,
+          mem_available_kib_before_server:$ma0,
+          mem_available_drop_per_listener_bytes:(if $lmax > 0 then (($ma1 - $mac) * 1024 / $lmax | floor) else null end),
+          workers_rss_kib_idle:$rss0, workers_rss_kib_connected:$rssc,
+          workers_rss_per_listener_bytes:(if $lmax > 0 then (($rssc - $rss0) * 1024 / $lmax | floor) else null end),
+          workers_idle_cpu_pct:$idle_cpu, server_log_lines:$warns, loadgen_wall_s:$secs}')"
+    log "($scen) $workers workers: most listeners seen $lmax; MemAvailable $ma1 -> $mac KiB ($(( lmax > 0 ? (ma1 - mac) * 1024 / lmax : 0 )) B per listener), workers' RSS $rss0 -> $rssc KiB ($(( lmax > 0 ? (rssc - rss0) * 1024 / lmax : 0 )) B per listener); MemAvailable after stopping: $ma_stopped KiB"
+}
+# Workers: enough that none passes about 85 % of its fd limit.
+w_workers() { local per=$(( (NOFILE - 64) * 85 / 100 )); echo $(( ($1 + per - 1) / per )); }
+scenario_w() {
+    local n=${W_LISTENERS:-$(n 1000000)}
+    w_run w "$n" "${W_WORKERS:-$(w_workers "$n")}"
+}
+scenario_w_small() {
+    local n=${W_SMALL_LISTENERS:-$(n 100000)}
+    w_run w-small "$n" "${W_SMALL_WORKERS:-8}"
+}
+
 T0=$SECONDS
 # Other work on this machine skews every figure: say so when the CPUs are not idle.
 cpu_idle_pct() {
@@ -661,7 +756,7 @@ if [ "$idle" -lt 85 ]; then
 fi
 log "run $RUN_ID: scenarios ${SCENARIOS[*]}$([ $SCALE -gt 1 ] && echo ' (quick: counts / 10)'); results in $RESULTS"
 node_idle
-for s in "${SCENARIOS[@]}"; do "scenario_$s"; done
+for s in "${SCENARIOS[@]}"; do "scenario_${s//-/_}"; done
 log "done in $((SECONDS - T0)) s; CPUs $(cpu_idle_pct) % idle after (before: $idle %)"
 
 python3 "$BENCH/table.py" "$RESULTS" "$RUN_ID"
