@@ -1051,11 +1051,13 @@ fn no_link_attempt_gives_anything_to_test_cookie_guesses_offline() {
     );
     let conf = dir.write("dialled.conf", &conf);
     let dialler = Node::start_member(&real.name, &conf, &[]);
-    let attempt = |built_with: &str| -> bool {
-        // Dials that timed out meanwhile wait in the backlog: skip them.
-        fake.set_nonblocking(true).unwrap();
-        while fake.accept().is_ok() {}
-        fake.set_nonblocking(false).unwrap();
+    let attempt = |built_with: &str, again: bool| -> bool {
+        if again {
+            // Dials that timed out meanwhile wait in the backlog: skip them.
+            fake.set_nonblocking(true).unwrap();
+            while fake.accept().is_ok() {}
+            fake.set_nonblocking(false).unwrap();
+        }
         let (mut s, _) = fake.accept().unwrap();
         s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         let mut buf = Vec::new();
@@ -1088,17 +1090,14 @@ fn no_link_attempt_gives_anything_to_test_cookie_guesses_offline() {
         for guess in &dict {
             let tag = cookie_mac(guess, &buf);
             assert!(!holds(&buf, &tag[..16]), "{guess}: a MAC of the cookie");
-            assert_ne!(
-                handshake::generator(guess, &t),
-                theirs,
-                "{guess}: the generator"
-            );
         }
+        // Nor is its share the cookie's generator itself.
+        assert_ne!(handshake::generator(COOKIE, &t), theirs);
         key.is_some_and(|k| handshake::verify(&k, Role::Dialer, &t, &mac))
     };
-    assert!(!attempt("guess-0"), "a wrong guess is not confirmed");
+    assert!(!attempt("guess-0", false), "a wrong guess is not confirmed");
     assert!(
-        attempt(COOKIE),
+        attempt(COOKIE, true),
         "the guess a share was built with is checked: one per connection"
     );
 }

@@ -351,7 +351,8 @@ impl Server {
                 Key::Presence => {
                     self.presence_tick = true;
                     let peers = self.bus.peers();
-                    self.broadcast.extend(self.service.refresh_presence(peers));
+                    self.broadcast
+                        .extend(self.service.refresh_presence(peers, now));
                     self.timers.schedule(now + PRESENCE_EVERY, Key::Presence);
                 }
                 // Dials and the cluster wait are looked at every turn; the

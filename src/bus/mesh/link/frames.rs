@@ -65,6 +65,9 @@ impl<S: Stream> PeerLink<S> {
                         .members
                         .cookie_refused(self.name.as_deref().unwrap_or(""));
                     self.cookie_mismatch(first, "it refused our proof");
+                } else if reason.starts_with("simultaneous dial") || reason == "already linked" {
+                    // The normal race of two nodes dialling each other.
+                    crate::debug!("{} refused the link: {reason}", self.who());
                 } else {
                     warn!("{} refused the link: {reason}", self.who());
                 }
