@@ -31,9 +31,11 @@ use crate::reactor::listen::reuse_port;
 use crate::{info, warn};
 
 /// A worker that dies sooner than this after its start is started again
-/// only after `RESTART_PAUSE` (a worker that cannot start must not spin).
+/// only after `RESTART_PAUSE` (a worker that cannot start must not spin);
+/// after `GIVE_UP` such deaths in a row the node stops, saying why.
 const QUICK_DEATH: Duration = Duration::from_secs(5);
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
+const GIVE_UP: u32 = 5;
 
 struct Worker {
     k: usize,
@@ -41,6 +43,8 @@ struct Worker {
     started: Instant,
     /// When to start it again after it died.
     restart_at: Option<Instant>,
+    /// Deaths soon after starting, in a row.
+    quick_deaths: u32,
 }
 
 /// The name of worker `k` of node `node`.
@@ -84,11 +88,17 @@ pub fn supervise(opts: &Options, args: &[OsString]) -> Result<(), String> {
             // Their own process group: a terminal's Ctrl-C reaches the
             // supervisor only, which passes one signal on.
             .process_group(0);
-        // SAFETY: prctl in the child before exec, async-signal-safe: if the
-        // supervisor dies (even by SIGKILL) its workers drain and exit.
+        // SAFETY: prctl and getppid in the child before exec, both
+        // async-signal-safe: if the supervisor dies (even by SIGKILL) its
+        // workers drain and exit; one that died before prctl took effect is
+        // caught by the parent check.
+        let supervisor = std::process::id() as libc::pid_t;
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                if libc::getppid() != supervisor {
+                    return Err(std::io::Error::other("the supervisor is gone"));
+                }
                 Ok(())
             });
         }
@@ -112,6 +122,7 @@ pub fn supervise(opts: &Options, args: &[OsString]) -> Result<(), String> {
             child: Some(child),
             started: now,
             restart_at: None,
+            quick_deaths: 0,
         });
     }
     let host = if opts.bind.is_unspecified() {
@@ -151,6 +162,7 @@ pub fn supervise(opts: &Options, args: &[OsString]) -> Result<(), String> {
             }
         }
         let now = Instant::now();
+        let mut give_up = false;
         for w in &mut workers {
             let Some(child) = &mut w.child else {
                 if !draining && w.restart_at.is_some_and(|at| at <= now) {
@@ -178,12 +190,31 @@ pub fn supervise(opts: &Options, args: &[OsString]) -> Result<(), String> {
                 continue;
             }
             let quick = now.duration_since(w.started) < QUICK_DEATH;
+            w.quick_deaths = if quick { w.quick_deaths + 1 } else { 0 };
+            if w.quick_deaths >= GIVE_UP {
+                warn!(
+                    "worker {} exited ({status}) {GIVE_UP} times just after starting: stopping the node (its log says why)",
+                    w.k
+                );
+                give_up = true;
+                continue;
+            }
             warn!(
                 "worker {} exited ({status}): starting it again{}",
                 w.k,
                 if quick { " in a moment" } else { "" }
             );
             w.restart_at = Some(if quick { now + RESTART_PAUSE } else { now });
+        }
+        if give_up && !draining {
+            draining = true;
+            failed = true;
+            for w in &workers {
+                if let Some(c) = &w.child {
+                    // SAFETY: kill(2) on the PID of our own, not yet reaped, child.
+                    unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
+                }
+            }
         }
         if draining && workers.iter().all(|w| w.child.is_none()) {
             info!("all workers stopped");
@@ -228,19 +259,38 @@ fn cluster_file(opts: &Options) -> Result<(PathBuf, Option<TempDir>), String> {
         entries.join(", "),
         config::gen_cookie()
     );
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     Ok((path, Some(dir)))
 }
 
-/// A private directory for the workers' cluster file, removed on drop.
+/// A private directory for the workers' cluster file (it holds a cookie),
+/// removed on drop: a fresh random name, made by us with mode 0700 (never
+/// one that already exists, which another user could have prepared).
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Result<TempDir, String> {
-        let dir = std::env::temp_dir().join(format!("watercooler-workers-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        use std::os::unix::fs::DirBuilderExt;
+        let mut name = [0u8; 12];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut name)
+            .map_err(|_| "the system's random source failed".to_string())?;
+        let name: String = name.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("watercooler-workers-{name}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         Ok(TempDir(dir))
     }
 }

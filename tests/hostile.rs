@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{conf_text, Conn, Member, Node, TempDir, IO_TIMEOUT};
 use watercooler::bus::mesh::guesses;
 use watercooler::bus::mesh::handshake::{self, Role, Transcript};
-use watercooler::bus::mesh::wire::{self, Frame, MAC_LEN, NONCE_LEN};
+use watercooler::bus::mesh::wire::{self, Frame, MAC_LEN, NONCE_LEN, SHARE_LEN};
 
 // ---------------------------------------------------------------------------
 // Measuring the node and raw sockets
@@ -716,6 +716,19 @@ fn lone_member(dir: &TempDir) -> (Member, Node) {
     (m, node)
 }
 
+/// The dialer's `Proof` for `cookie`: its key-exchange share and its MAC
+/// under the key agreed with the acceptor's `their_share`.
+fn prove(cookie: &str, t: &Transcript, their_share: &[u8; SHARE_LEN]) -> Frame {
+    let secret = handshake::secret();
+    let share = handshake::share(&secret, &handshake::generator(cookie, t));
+    let key = handshake::session_key(&secret, their_share, &share, their_share)
+        .expect("the node's share is not of small order");
+    Frame::Proof {
+        share,
+        mac: handshake::mac(&key, Role::Dialer, t),
+    }
+}
+
 fn encoded(f: &Frame) -> Vec<u8> {
     let mut out = Vec::new();
     wire::encode(f, &mut out);
@@ -832,8 +845,8 @@ fn garbage_after_a_failed_handshake_is_cut_off() {
         s.write_all(&encoded(&hello("mallory@127.0.0.1", mine)))
             .unwrap();
         let mut buf = Vec::new();
-        // The challenge carries no proof: nothing to test guesses on.
-        let Frame::Challenge { name, nonce } =
+        // The challenge carries a random share: nothing to test guesses on.
+        let Frame::Challenge { name, nonce, share } =
             read_frame(&mut s, &mut buf).unwrap_or_else(|e| node.fail("no challenge", e))
         else {
             node.fail("answer to a hello", "not a challenge");
@@ -846,11 +859,14 @@ fn garbage_after_a_failed_handshake_is_cut_off() {
             acceptor_nonce: &nonce,
         };
         let proof = if guess.is_empty() {
-            [0; MAC_LEN]
+            Frame::Proof {
+                share: [9; SHARE_LEN],
+                mac: [0; MAC_LEN],
+            }
         } else {
-            handshake::mac(guess, Role::Dialer, &t)
+            prove(guess, &t, &share)
         };
-        s.write_all(&encoded(&Frame::Proof { mac: proof })).unwrap();
+        s.write_all(&encoded(&proof)).unwrap();
         // Garbage, then more frames, straight after the failed proof.
         let mut garbage = vec![0xff; 4096];
         garbage.extend(encoded(&Frame::Ping).repeat(1000));
@@ -890,7 +906,7 @@ fn authenticated_peer_flooding_pings_without_reading_costs_bounded_memory() {
     s.write_all(&encoded(&hello("pinger@127.0.0.1", mine)))
         .unwrap();
     let mut buf = Vec::new();
-    let Ok(Frame::Challenge { name, nonce, .. }) = read_frame(&mut s, &mut buf) else {
+    let Ok(Frame::Challenge { name, nonce, share }) = read_frame(&mut s, &mut buf) else {
         node.fail("no challenge", "");
     };
     let t = Transcript {
@@ -900,8 +916,7 @@ fn authenticated_peer_flooding_pings_without_reading_costs_bounded_memory() {
         dialer_nonce: &mine,
         acceptor_nonce: &nonce,
     };
-    let proof = handshake::mac(COOKIE, Role::Dialer, &t);
-    s.write_all(&encoded(&Frame::Proof { mac: proof })).unwrap();
+    s.write_all(&encoded(&prove(COOKIE, &t, &share))).unwrap();
     if !node.wait_log("link up with pinger", Duration::from_secs(3)) {
         node.fail("the fake peer's link did not come up", "");
     }
@@ -938,7 +953,7 @@ fn wrong_proofs_from_one_address_are_slowed_down() {
         s.write_all(&encoded(&hello("guesser@127.0.0.1", mine)))
             .unwrap();
         let mut buf = Vec::new();
-        let Ok(Frame::Challenge { name, nonce }) = read_frame(&mut s, &mut buf) else {
+        let Ok(Frame::Challenge { name, nonce, share }) = read_frame(&mut s, &mut buf) else {
             return Err("no challenge".into());
         };
         let t = Transcript {
@@ -948,8 +963,8 @@ fn wrong_proofs_from_one_address_are_slowed_down() {
             dialer_nonce: &mine,
             acceptor_nonce: &nonce,
         };
-        let proof = handshake::mac(&format!("guess-{n}"), Role::Dialer, &t);
-        s.write_all(&encoded(&Frame::Proof { mac: proof })).unwrap();
+        let proof = prove(&format!("guess-{n}"), &t, &share);
+        s.write_all(&encoded(&proof)).unwrap();
         match read_frame(&mut s, &mut buf) {
             Ok(Frame::Refuse { .. }) | Err(_) => Ok(()),
             Ok(other) => Err(format!("a wrong proof got {other:?}")),
@@ -972,4 +987,117 @@ fn wrong_proofs_from_one_address_are_slowed_down() {
     thread::sleep(Duration::from_millis(1100));
     guess(100).unwrap_or_else(|e| node.fail("after the wait", e));
     assert_eq!(node.get("/").status, 200);
+}
+
+/// Issue 16's offline attack, as a test. A stranger who calls and,
+/// separately, a fake node that is dialled each record what the real node
+/// sends them; with a dictionary of 10,000 guesses that holds the real
+/// cookie, nothing recorded lets a guess be checked offline. The one check
+/// a link attempt allows is of the guess the attacker built its share with
+/// (shown by doing it with the real cookie): one guess per connection.
+#[test]
+fn no_link_attempt_gives_anything_to_test_cookie_guesses_offline() {
+    let dict: Vec<String> = (0..9_999)
+        .map(|i| format!("guess-{i}"))
+        .chain([COOKIE.to_string()])
+        .collect();
+    // What the old handshake leaked: a MAC keyed by the cookie itself.
+    let cookie_mac = |guess: &str, bytes: &[u8]| {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, guess.as_bytes());
+        ring::hmac::sign(&key, bytes).as_ref().to_vec()
+    };
+    let holds = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+
+    // 1. A stranger calls: it gets a challenge and a random share.
+    let dir = TempDir::new("hostile-offline");
+    let (m, node) = lone_member(&dir);
+    let mut s = TcpStream::connect_timeout(&m.cluster_addr(), IO_TIMEOUT).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mine = [3; NONCE_LEN];
+    s.write_all(&encoded(&hello("eve@127.0.0.1", mine)))
+        .unwrap();
+    let mut recorded = Vec::new();
+    let challenge = read_frame(&mut s, &mut recorded).unwrap_or_else(|e| node.fail("challenge", e));
+    let Frame::Challenge { name, nonce, share } = &challenge else {
+        node.fail("answer to a hello", format!("{challenge:?}"));
+    };
+    let recorded = encoded(&challenge);
+    let t = Transcript {
+        exporter: b"",
+        dialer: "eve@127.0.0.1",
+        acceptor: name,
+        dialer_nonce: &mine,
+        acceptor_nonce: nonce,
+    };
+    for guess in &dict {
+        let tag = cookie_mac(guess, &recorded[..recorded.len() - SHARE_LEN]);
+        assert!(
+            !holds(&recorded, &tag[..16]),
+            "{guess}: a MAC of the cookie"
+        );
+    }
+    // Nor is the share the cookie's generator itself (a point that would
+    // give it away).
+    assert_ne!(&handshake::generator(COOKIE, &t), share);
+
+    // 2. A fake node that is dialled: the real node proves to it.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fake_addr = fake.local_addr().unwrap();
+    let real = Member::new("real");
+    let conf = format!(
+        "nodes = {}, fake@127.0.0.1:{}\ncookie = {COOKIE}\nsync_nodes_timeout = 100\nlink_tls = off\n",
+        real.entry(),
+        fake_addr.port()
+    );
+    let conf = dir.write("dialled.conf", &conf);
+    let dialler = Node::start_member(&real.name, &conf, &[]);
+    let attempt = |built_with: &str, again: bool| -> bool {
+        if again {
+            // Dials that timed out meanwhile wait in the backlog: skip them.
+            fake.set_nonblocking(true).unwrap();
+            while fake.accept().is_ok() {}
+            fake.set_nonblocking(false).unwrap();
+        }
+        let (mut s, _) = fake.accept().unwrap();
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let mut buf = Vec::new();
+        let Ok(Frame::Hello { name, nonce, .. }) = read_frame(&mut s, &mut buf) else {
+            dialler.fail("a hello from the dialling node", "");
+        };
+        let ours = [4; NONCE_LEN];
+        let t = Transcript {
+            exporter: b"",
+            dialer: &name,
+            acceptor: "fake@127.0.0.1",
+            dialer_nonce: &nonce,
+            acceptor_nonce: &ours,
+        };
+        let secret = handshake::secret();
+        let share = handshake::share(&secret, &handshake::generator(built_with, &t));
+        let challenge = Frame::Challenge {
+            name: "fake@127.0.0.1".into(),
+            nonce: ours,
+            share,
+        };
+        s.write_all(&encoded(&challenge)).unwrap();
+        let got = read_frame(&mut s, &mut buf);
+        let Ok(Frame::Proof { share: theirs, mac }) = got else {
+            dialler.fail("the dialling node's proof", format!("{got:?}"));
+        };
+        // Offline, per guess: the old check (a MAC under the guess), and
+        // the key the attacker can make, which does not depend on a guess.
+        let key = handshake::session_key(&secret, &theirs, &theirs, &share);
+        for guess in &dict {
+            let tag = cookie_mac(guess, &buf);
+            assert!(!holds(&buf, &tag[..16]), "{guess}: a MAC of the cookie");
+        }
+        // Nor is its share the cookie's generator itself.
+        assert_ne!(handshake::generator(COOKIE, &t), theirs);
+        key.is_some_and(|k| handshake::verify(&k, Role::Dialer, &t, &mac))
+    };
+    assert!(!attempt("guess-0", false), "a wrong guess is not confirmed");
+    assert!(
+        attempt(COOKIE, true),
+        "the guess a share was built with is checked: one per connection"
+    );
 }

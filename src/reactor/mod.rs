@@ -230,7 +230,10 @@ impl Server {
             if self.finished() {
                 return Ok(());
             }
-            let timeout = match self.pending.is_empty() {
+            // Sockets to read again, or answers held for a commit not yet
+            // tried (requests resumed at start): no sleeping first.
+            let commit_due = !self.held.is_empty() && self.store_deadline_free();
+            let timeout = match self.pending.is_empty() && !commit_due {
                 true => self
                     .timers
                     .next_deadline()
@@ -348,7 +351,8 @@ impl Server {
                 Key::Presence => {
                     self.presence_tick = true;
                     let peers = self.bus.peers();
-                    self.broadcast.extend(self.service.refresh_presence(peers));
+                    self.broadcast
+                        .extend(self.service.refresh_presence(peers, now));
                     self.timers.schedule(now + PRESENCE_EVERY, Key::Presence);
                 }
                 // Dials and the cluster wait are looked at every turn; the
@@ -375,6 +379,14 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// No failed commit is waiting for its retry time.
+    fn store_deadline_free(&self) -> bool {
+        self.service
+            .durable
+            .as_ref()
+            .is_none_or(|d| d.retry_at().is_none())
     }
 
     /// Makes what this turn accepted durable (`--data`), once, then lets

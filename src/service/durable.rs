@@ -37,6 +37,12 @@ pub struct Durable {
     tidy_at: Instant,
     /// Messages per room the node keeps (`--history`): older segments go.
     history: usize,
+    /// This node's origin tag: its own messages are the acknowledged ones.
+    tag: crate::room::Tag,
+    /// Our messages that did not fit in the log's buffer (commits failing):
+    /// appended first at the next commit. At most one turn's publishes,
+    /// since publishes are refused while commits fail.
+    overflow: Vec<Rc<Entry>>,
     /// Records loaded at start.
     pub loaded: usize,
     pub commits: u64,
@@ -87,6 +93,8 @@ impl Durable {
             retry_at: None,
             tidy_at: now + TIDY_EVERY,
             history,
+            tag: rooms.tag,
+            overflow: Vec::new(),
             loaded,
             commits: 0,
             failures: 0,
@@ -121,22 +129,43 @@ impl Durable {
     /// Appends `entries` and commits what the log holds. True when nothing
     /// waits any more (every held answer may go).
     pub fn commit(&mut self, entries: &[Rc<Entry>], now: Instant) -> bool {
-        for e in entries {
+        // Ours that did not fit before go first: their publishers wait.
+        let mut todo = std::mem::take(&mut self.overflow);
+        todo.extend(entries.iter().cloned());
+        for e in &todo {
             let rec = RecordRef {
                 room: &e.room,
                 origin: e.origin,
                 seq: e.seq,
                 text: &e.text,
             };
-            if let Err(err) = self.log.append_ref(rec) {
+            let mut appended = self.log.append_ref(rec);
+            if appended.is_err() && self.failing.is_none() {
+                // The buffer is full (a turn that took a large replay): write
+                // what it holds now, then this record again.
+                if self.log.commit().is_ok() {
+                    self.commits += 1;
+                    appended = self.log.append_ref(rec);
+                }
+            }
+            if let Err(err) = appended {
+                if e.origin == self.tag {
+                    // Acknowledged only once written: kept for the next try.
+                    self.overflow.push(e.clone());
+                    continue;
+                }
                 if self.unbuffered == 0 {
-                    warn!("log: a message kept in memory only: {err}");
+                    warn!("log: a message from another node kept in memory only: {err}");
                 }
                 self.unbuffered += 1;
             }
         }
+        // Some of ours not in the log yet: their publishers' answers wait
+        // (the next turn appends them first; publishes are refused while
+        // commits fail, so there are at most one turn's).
+        let complete = self.overflow.is_empty();
         if self.log.pending() == 0 {
-            return true;
+            return complete;
         }
         if self.retry_at.is_some_and(|at| now < at) {
             return false;
@@ -157,7 +186,7 @@ impl Durable {
                         warn!("log: cannot drop an old segment: {e}");
                     }
                 }
-                true
+                complete
             }
             Err(e) => {
                 self.failures += 1;

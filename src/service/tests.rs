@@ -93,14 +93,53 @@ fn starting_holds_all_but_health_and_draining_refuses_publish() {
 #[test]
 fn presence_is_sent_only_when_it_changed() {
     let mut s = service();
-    assert!(s.refresh_presence(vec![]).is_none());
+    assert!(s.refresh_presence(vec![], Instant::now()).is_none());
     let peer = Peer {
         name: "b".into(),
         listeners: 2,
         rooms: vec![],
     };
-    assert!(s.refresh_presence(vec![peer.clone()]).is_some());
-    assert!(s.refresh_presence(vec![peer]).is_none());
+    assert!(s
+        .refresh_presence(vec![peer.clone()], Instant::now())
+        .is_some());
+    assert!(s.refresh_presence(vec![peer], Instant::now()).is_none());
+}
+
+/// Regression (the million-listener benchmark): with many streams the
+/// presence broadcast waits, and a change made meanwhile is not lost.
+#[test]
+fn presence_goes_out_less_often_to_many_streams() {
+    let mut s = service();
+    let lobby = s.rooms.find(LOBBY).unwrap();
+    for i in 0..40_000 {
+        let who = Listener {
+            conn: Token(i),
+            stream: 0,
+        };
+        s.listeners.add(who, &[lobby]);
+    }
+    let t0 = Instant::now();
+    let peer = |n: usize| Peer {
+        name: "b".into(),
+        listeners: n,
+        rooms: vec![],
+    };
+    assert!(s.refresh_presence(vec![peer(1)], t0).is_some());
+    // 40,000 streams: at most one broadcast per 2 s.
+    let t1 = t0 + Duration::from_secs(1);
+    assert!(s.refresh_presence(vec![peer(2)], t1).is_none());
+    assert!(
+        s.presence.json().contains("\"listeners\":40002"),
+        "current for /cluster"
+    );
+    let t2 = t0 + Duration::from_millis(2100);
+    let owed = s
+        .refresh_presence(vec![peer(2)], t2)
+        .expect("the change owed");
+    assert!(String::from_utf8_lossy(&owed).contains("\"listeners\":40002"));
+    assert!(s
+        .refresh_presence(vec![peer(2)], t2 + Duration::from_secs(3))
+        .is_none());
 }
 
 #[test]

@@ -12,6 +12,7 @@ pub mod handshake;
 pub mod link;
 pub mod members;
 pub mod wire;
+pub mod x25519;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -9,6 +9,8 @@ use std::fmt;
 
 pub const NONCE_LEN: usize = 32;
 pub const MAC_LEN: usize = 32;
+/// A key-exchange share: an X25519 u-coordinate.
+pub const SHARE_LEN: usize = 32;
 /// Until a peer has proved the cookie, it may send only small frames.
 pub const MAX_HANDSHAKE_FRAME: usize = 1024;
 /// After: a message at the largest `--max-message` plus its fields.
@@ -17,7 +19,7 @@ pub const MAX_FRAME: usize = (1 << 20) + 1024;
 pub const MAX_LIST: usize = 256;
 /// 2: messages carry their room; presence carries room listener counts.
 /// 3: `State` carries what left the sender's history (its floors).
-pub const VERSION: u8 = 5;
+pub const VERSION: u8 = 6;
 /// Most rooms a `Presence` frame names.
 pub const MAX_ROOMS: usize = 64;
 
@@ -30,14 +32,16 @@ pub enum Frame {
         addr: String,
         nonce: [u8; NONCE_LEN],
     },
-    /// Acceptor → dialer: who I am and my challenge (no proof yet: a
-    /// caller that has proved nothing learns nothing to test guesses on).
+    /// Acceptor → dialer: who I am, my challenge, my key-exchange share.
     Challenge {
         name: String,
         nonce: [u8; NONCE_LEN],
+        share: [u8; SHARE_LEN],
     },
-    /// My proof of the cookie: the dialer's first, then the acceptor's.
+    /// My share and my confirmation of the key: the dialer's first, then
+    /// the acceptor's (see `handshake`).
     Proof {
+        share: [u8; SHARE_LEN],
         mac: [u8; MAC_LEN],
     },
     /// Either side: the link is refused, and why.
@@ -128,13 +132,15 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
             put_str(out, addr);
             out.extend_from_slice(nonce);
         }
-        Frame::Challenge { name, nonce } => {
+        Frame::Challenge { name, nonce, share } => {
             out.push(CHALLENGE);
             put_str(out, name);
             out.extend_from_slice(nonce);
+            out.extend_from_slice(share);
         }
-        Frame::Proof { mac } => {
+        Frame::Proof { share, mac } => {
             out.push(PROOF);
+            out.extend_from_slice(share);
             out.extend_from_slice(mac);
         }
         Frame::Refuse { reason } => {
@@ -246,8 +252,12 @@ pub fn decode(buf: &[u8], max_frame: usize) -> Result<Option<(Frame, usize)>, Wi
         CHALLENGE => Frame::Challenge {
             name: r.str16()?,
             nonce: r.array()?,
+            share: r.array()?,
         },
-        PROOF => Frame::Proof { mac: r.array()? },
+        PROOF => Frame::Proof {
+            share: r.array()?,
+            mac: r.array()?,
+        },
         REFUSE => Frame::Refuse { reason: r.str16()? },
         STATE => {
             let listeners = r.u32()?;
@@ -377,8 +387,12 @@ mod tests {
             Frame::Challenge {
                 name: "n2".into(),
                 nonce: [1; NONCE_LEN],
+                share: [4; SHARE_LEN],
             },
-            Frame::Proof { mac: [3; MAC_LEN] },
+            Frame::Proof {
+                share: [5; SHARE_LEN],
+                mac: [3; MAC_LEN],
+            },
             Frame::Refuse {
                 reason: "cookie".into(),
             },

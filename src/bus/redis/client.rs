@@ -133,6 +133,12 @@ impl<S: Stream> RedisConn<S> {
     /// ours is acknowledged (or the drain's time is up).
     pub fn drain(&mut self, env: &mut Env, bus: &mut RedisBus) -> Step {
         self.draining = true;
+        if self.role == Role::Writer && !self.connected && bus.outbox_len() > 0 {
+            crate::warn!(
+                "redis: shutting down with {} messages that never reached Redis (kept in this node's log with --data; they go out at its next start)",
+                bus.outbox_len()
+            );
+        }
         self.flush(env, bus)
     }
 
@@ -153,11 +159,12 @@ impl<S: Stream> RedisConn<S> {
             self.decoder.feed(&self.pipe.input);
             self.pipe.input.clear();
             self.pipe.release_input();
-            while let Some(value) = self
-                .decoder
-                .next()
-                .map_err(|e| format!("malformed reply: {e}"))?
-            {
+            while let Some(value) = self.decoder.next().map_err(|e| {
+                if e == super::resp::RespError::TooLarge {
+                    bus.reply_too_large(self.role);
+                }
+                format!("malformed reply: {e}")
+            })? {
                 let Some(expect) = self.waiting.pop_front() else {
                     return Err("a reply nobody asked for".into());
                 };

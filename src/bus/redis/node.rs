@@ -142,6 +142,8 @@ pub struct RedisBus {
     epoch: Option<Vec<u8>>,
     /// The reader has read to the end of the stream once.
     caught_up: bool,
+    /// The newest of our own messages found in the stream.
+    own_seen: u64,
     pub sync_until: Instant,
     alive: Vec<String>,
     peers: Vec<Peer>,
@@ -181,6 +183,7 @@ impl RedisBus {
             last_id: StreamId::ZERO,
             epoch: None,
             caught_up: false,
+            own_seen: 0,
             sync_until,
             alive: Vec::new(),
             peers: Vec::new(),
@@ -435,6 +438,18 @@ impl RedisBus {
         self.peers.clone()
     }
 
+    /// A reply was over the decoder's bound: for the reader, ask for fewer
+    /// entries next time (other nodes may send longer messages than ours).
+    pub fn reply_too_large(&mut self, role: Role) {
+        if role == Role::Reader && self.read_count > 1 {
+            self.read_count /= 2;
+            warn!(
+                "redis reader: a reply over the bound; reading {} entries at a time",
+                self.read_count
+            );
+        }
+    }
+
     /// One reply on `role`'s connection. `Err` closes that connection.
     pub fn reply(
         &mut self,
@@ -477,6 +492,8 @@ impl RedisBus {
                 };
                 if self.epoch.as_ref().is_some_and(|e| *e != epoch) {
                     self.lost("its epoch changed: it restarted empty or was flushed");
+                    // Everyone lost our messages too: add them again.
+                    self.resync = true;
                     self.last_id = StreamId::ZERO;
                 }
                 self.epoch = Some(epoch);
@@ -511,8 +528,9 @@ impl RedisBus {
                         self.take(entry, env);
                     }
                 }
-                if n < self.read_count {
+                if n < self.read_count && !self.caught_up {
                     self.caught_up = true;
+                    self.catch_up_own(env);
                 }
                 self.queue_xread();
             }
@@ -555,13 +573,44 @@ impl RedisBus {
         Ok(())
     }
 
-    /// Redis lost entries we may not have read: tell the listeners and add
-    /// our own messages again (the caller decides where reading resumes).
+    /// Entries we may not have read are gone: tell the listeners (the
+    /// caller decides where reading resumes, and whether our own messages
+    /// must be added again).
     fn lost(&mut self, why: &str) {
-        warn!("redis: {why}; listeners are told some messages were missed, and this node adds its own again");
+        warn!("redis: {why}; listeners are told some messages were missed");
         self.stats.data_lost += 1;
         self.missed = true;
-        self.resync = true;
+    }
+
+    /// At start, once the stream was read to its end: our messages that
+    /// are newer than the newest of ours in it never reached Redis (the
+    /// node stopped with them in its outbox; they are in its log): add them
+    /// now, oldest first, ahead of what was published since.
+    fn catch_up_own(&mut self, env: &mut Env) {
+        let tag = self.tag;
+        let seen = self.own_seen;
+        let queued: Vec<u64> = self.outbox.iter().map(|e| e.seq).collect();
+        let missing: Vec<Rc<Entry>> = env
+            .service
+            .rooms
+            .history()
+            .filter(|e| e.origin == tag && e.seq > seen && !queued.contains(&e.seq))
+            .take(MAX_OUTBOX)
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        info!(
+            "redis: {} messages of this node never reached Redis; adding them now",
+            missing.len()
+        );
+        // Unsent ones go first (none of the outbox is on the wire yet, or
+        // the writer is up and `sent` counts from the front: put them after).
+        let at = self.sent;
+        for (i, e) in missing.into_iter().enumerate() {
+            self.outbox.insert(at + i, e);
+        }
     }
 
     /// The next read: at once until the stream's end was reached once (so
@@ -603,6 +652,9 @@ impl RedisBus {
             debug!("redis: skipped entry {}: bad origin or sequence", entry.id);
             return;
         };
+        if origin == self.tag {
+            self.own_seen = self.own_seen.max(seq);
+        }
         let micros = crate::service::now_micros();
         let service = &mut *env.service;
         if service

@@ -253,3 +253,29 @@ fn a_reader_behind_the_trim_is_a_gap() {
     let (step, _) = rig.feed(&mut r, b"-ERR no such key\r\n");
     assert_eq!(step, Step::Keep);
 }
+
+/// At start, our messages newer than the newest of ours in the stream
+/// (an outbox cut short by a stop; they came back from the log) go out.
+#[test]
+fn our_messages_the_stream_lacks_go_out_after_the_first_read() {
+    let mut rig = Rig::new("redis://h");
+    let lobby = rig.service.rooms.find(LOBBY).unwrap();
+    let first = rig
+        .service
+        .rooms
+        .publish(lobby, "reached", 1_000_000)
+        .unwrap();
+    rig.service.rooms.publish(lobby, "never reached", 2_000_000);
+    rig.service.rooms.take_peer_outbox(); // as after a restart: in history only
+    let mut r = rig.conn(Role::Reader);
+    rig.open(&mut r);
+    rig.feed(&mut r, b"+PONG\r\n+OK\r\n$2\r\ne1\r\n");
+    let tag = format!("{:08x}", first.origin);
+    let seq = first.seq.to_string();
+    let entry = format!(
+        "*1\r\n*2\r\n$20\r\nwatercooler:messages\r\n*1\r\n*2\r\n$3\r\n7-0\r\n*8\r\n$1\r\no\r\n$8\r\n{tag}\r\n$1\r\ns\r\n${}\r\n{seq}\r\n$1\r\nr\r\n$5\r\nlobby\r\n$1\r\nt\r\n$7\r\nreached\r\n",
+        seq.len()
+    );
+    rig.feed(&mut r, entry.as_bytes());
+    assert_eq!(rig.bus.outbox_len(), 1, "only the one the stream lacks");
+}

@@ -65,6 +65,9 @@ impl<S: Stream> PeerLink<S> {
                         .members
                         .cookie_refused(self.name.as_deref().unwrap_or(""));
                     self.cookie_mismatch(first, "it refused our proof");
+                } else if reason.starts_with("simultaneous dial") || reason == "already linked" {
+                    // The normal race of two nodes dialling each other.
+                    crate::debug!("{} refused the link: {reason}", self.who());
                 } else {
                     warn!("{} refused the link: {reason}", self.who());
                 }
@@ -103,14 +106,27 @@ impl<S: Stream> PeerLink<S> {
                 }
                 mesh.members.incoming(&name, env.token.0 as u64);
                 let mine = handshake::nonce();
+                let exporter = self.exporter()?;
+                let t = Transcript {
+                    exporter: &exporter,
+                    dialer: &name,
+                    acceptor: &me,
+                    dialer_nonce: &nonce,
+                    acceptor_nonce: &mine,
+                };
+                let secret = handshake::secret();
+                let share = handshake::share(&secret, &handshake::generator(&mesh.cookie, &t));
                 self.send(&Frame::Challenge {
                     name: me.clone(),
                     nonce: mine,
+                    share,
                 });
                 self.phase = Phase::AwaitProof {
                     addr,
                     theirs: nonce,
                     mine,
+                    secret,
+                    share,
                 };
                 Ok(())
             }
@@ -119,6 +135,7 @@ impl<S: Stream> PeerLink<S> {
                 Frame::Challenge {
                     name,
                     nonce: theirs,
+                    share: their_share,
                 },
             ) => {
                 let nonce = *nonce;
@@ -133,15 +150,31 @@ impl<S: Stream> PeerLink<S> {
                     dialer_nonce: &nonce,
                     acceptor_nonce: &theirs,
                 };
-                let proof = handshake::mac(&mesh.cookie, Role::Dialer, &t);
-                self.send(&Frame::Proof { mac: proof });
+                let secret = handshake::secret();
+                let share = handshake::share(&secret, &handshake::generator(&mesh.cookie, &t));
+                let Some(key) = handshake::session_key(&secret, &their_share, &share, &their_share)
+                else {
+                    return Err("a key-exchange share of small order".into());
+                };
+                let mac = handshake::mac(&key, Role::Dialer, &t);
+                self.send(&Frame::Proof { share, mac });
                 self.phase = Phase::AwaitTheirProof {
                     mine: nonce,
                     theirs,
+                    key,
+                    their_share,
                 };
                 Ok(())
             }
-            (Phase::AwaitTheirProof { mine, theirs }, Frame::Proof { mac }) => {
+            (
+                Phase::AwaitTheirProof {
+                    mine,
+                    theirs,
+                    key,
+                    their_share,
+                },
+                Frame::Proof { share, mac },
+            ) => {
                 let name = self.name.clone().unwrap_or_default();
                 let exporter = self.exporter()?;
                 let t = Transcript {
@@ -151,7 +184,7 @@ impl<S: Stream> PeerLink<S> {
                     dialer_nonce: mine,
                     acceptor_nonce: theirs,
                 };
-                if !handshake::verify(&mesh.cookie, Role::Acceptor, &t, &mac) {
+                if share != *their_share || !handshake::verify(key, Role::Acceptor, &t, &mac) {
                     let first = mesh.members.cookie_refused(&name);
                     self.cookie_mismatch(first, "its proof does not match our cookie");
                     env.service.stats.peer_refused += 1;
@@ -161,7 +194,16 @@ impl<S: Stream> PeerLink<S> {
                 self.phase = Phase::AwaitState;
                 Ok(())
             }
-            (Phase::AwaitProof { addr, theirs, mine }, Frame::Proof { mac }) => {
+            (
+                Phase::AwaitProof {
+                    addr,
+                    theirs,
+                    mine,
+                    secret,
+                    share: my_share,
+                },
+                Frame::Proof { share, mac },
+            ) => {
                 let name = self.name.clone().unwrap_or_default();
                 let exporter = self.exporter()?;
                 let t = Transcript {
@@ -171,14 +213,16 @@ impl<S: Stream> PeerLink<S> {
                     dialer_nonce: theirs,
                     acceptor_nonce: mine,
                 };
-                if !handshake::verify(&mesh.cookie, Role::Dialer, &t, &mac) {
+                let key = handshake::session_key(secret, &share, &share, my_share);
+                let proven = key.filter(|k| handshake::verify(k, Role::Dialer, &t, &mac));
+                let Some(key) = proven else {
                     let first = mesh.members.cookie_refused(&name);
                     self.cookie_mismatch(first, "its proof does not match our cookie");
                     env.service.stats.peer_refused += 1;
                     mesh.guess_failed(self.addr.ip(), env.now);
                     self.refuse("wrong cookie");
                     return Ok(());
-                }
+                };
                 mesh.guess_passed(self.addr.ip());
                 if mesh.members.get(&name).is_some_and(|k| k.link.is_some()) {
                     self.refuse("already linked");
@@ -188,8 +232,9 @@ impl<S: Stream> PeerLink<S> {
                     self.refuse("bad cluster address");
                     return Ok(());
                 };
-                let proof = handshake::mac(&mesh.cookie, Role::Acceptor, &t);
-                self.send(&Frame::Proof { mac: proof });
+                let mac = handshake::mac(&key, Role::Acceptor, &t);
+                let share = *my_share;
+                self.send(&Frame::Proof { share, mac });
                 mesh.members.learn(&name, addr, false, env.now);
                 self.up(env, mesh);
                 Ok(())

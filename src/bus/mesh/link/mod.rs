@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::handshake;
-use super::wire::{self, Frame, MAX_FRAME, MAX_HANDSHAKE_FRAME, NONCE_LEN, VERSION};
+use super::wire::{self, Frame, MAX_FRAME, MAX_HANDSHAKE_FRAME, NONCE_LEN, SHARE_LEN, VERSION};
 use super::Mesh;
 use crate::conn::output::Chunk;
 use crate::conn::transport::Transport;
@@ -48,16 +48,21 @@ pub enum Phase {
     AwaitChallenge { nonce: [u8; NONCE_LEN] },
     /// Acceptor: waiting for `Hello`.
     AwaitHello,
-    /// Acceptor: `Challenge` sent.
+    /// Acceptor: `Challenge` sent with our share of the key exchange.
     AwaitProof {
         addr: String,
         theirs: [u8; NONCE_LEN],
         mine: [u8; NONCE_LEN],
+        secret: [u8; 32],
+        share: [u8; SHARE_LEN],
     },
-    /// Dialer: our `Proof` sent, waiting for the acceptor's.
+    /// Dialer: our `Proof` sent, waiting for the acceptor's confirmation
+    /// of the same key.
     AwaitTheirProof {
         mine: [u8; NONCE_LEN],
         theirs: [u8; NONCE_LEN],
+        key: [u8; 32],
+        their_share: [u8; SHARE_LEN],
     },
     /// Dialer: the acceptor proved the cookie; its `State` comes next.
     AwaitState,
