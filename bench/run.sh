@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: watercooler against nchan (nginx pub/sub), issues 5,
-# 11, 12 and 13; the durable history's cost, issue 15 (l); and the cluster's
-# mesh against its Redis bus, issue 14 (m).
+# 11, 12 and 13; the durable history's cost, issue 15 (l); the cluster's
+# mesh against its Redis bus, issue 14 (m); and TLS links against clear
+# links, issue 16 (t).
 #
-#   bench/run.sh                 every scenario (a-h, r, l, m), ~9 minutes
+#   bench/run.sh                 every scenario (a-h, r, l, m, t), ~10½ minutes
 #   bench/run.sh a b             only these scenarios
 #   bench/run.sh --quick         listener and message counts / 10 (smoke run)
 #   WC_BIN=/path/to/watercooler bench/run.sh a g
@@ -19,12 +20,13 @@
 # watercooler-h1; l, watercooler only, runs --fsync always, batch, off and
 # --data none one after another, then times a start with a full log, see
 # scenario_l; m, watercooler only, runs 3 and 8 nodes as a mesh and on one
-# redis-server, see scenario_m; w and w-small, watercooler only and never
-# run by default, are a million and 100,000 idle listeners on one --workers
-# node, see scenario_w), prints one table and appends the raw
-# loadgen JSON lines to bench/results/DATE.jsonl. Latency counts from each
-# message's due time. Every node but l's runs with --data none (memory only,
-# as before issue 15).
+# redis-server, see scenario_m; t, watercooler only, runs 3 nodes as a mesh
+# with TLS links and with `link_tls = off`, see scenario_t; w and w-small,
+# watercooler only and never run by default, are a million and 100,000 idle
+# listeners on one --workers node, see scenario_w), prints one table and
+# appends the raw loadgen JSON lines to bench/results/DATE.jsonl. Latency
+# counts from each message's due time. Every node but l's runs with --data
+# none (memory only, as before issue 15).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,12 +42,12 @@ SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
         --quick) SCALE=10 ;;
-        a|b|c|d|e|f|g|h|r|l|m|w|w-small) SCENARIOS+=("$arg") ;;
-        -h|--help) sed -n 2,27p "$0"; exit 0 ;;
-        *) echo "run.sh: unknown argument $arg (scenarios a-h, r, l, m, w and w-small, --quick)" >&2; exit 2 ;;
+        a|b|c|d|e|f|g|h|r|l|m|t|w|w-small) SCENARIOS+=("$arg") ;;
+        -h|--help) sed -n 2,29p "$0"; exit 0 ;;
+        *) echo "run.sh: unknown argument $arg (scenarios a-h, r, l, m, t, w and w-small, --quick)" >&2; exit 2 ;;
     esac
 done
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g h r l m) # w, w-small: only when named
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(a b c d e f g h r l m t) # w, w-small: only when named
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -188,21 +190,30 @@ start_nchan() {
 # free ports, all started together; waits until each /cluster lists K nodes.
 # Without BUS-URL a full mesh (sys.conf: `nodes` and a `cookie`); with one
 # (redis://…) the file is `bus = BUS-URL` and the nodes find each other
-# through it. Sets NODE_PID[], NODE_HTTP[], NODE_HTTPS[] (1-based) and
-# CLUSTER_LINK_MS (from every node listening to every /cluster full).
+# through it. CLUSTER_EXTRA, when set, is appended to the file as lines (for
+# example `link_tls = off`, scenario t). Sets NODE_PID[], NODE_HTTP[],
+# NODE_HTTPS[] (1-based), LINK_PORTS (the mesh's link ports, space-separated;
+# empty with a bus) and CLUSTER_LINK_MS (from every node listening to every
+# /cluster full).
 start_cluster() {
-    local k=$1 bus=${2:-} i entries=() conf="$WORK/sys.conf" suffix=@127.0.0.1
+    local k=$1 bus=${2:-} i port entries=() conf="$WORK/sys.conf" suffix=@127.0.0.1
+    LINK_PORTS=
     if [ -n "$bus" ]; then
         suffix=
         printf 'bus = %s\nsync_nodes_timeout = 5000\n' "$bus" >"$conf"
     else
-        for i in $(seq "$k"); do entries+=("node$i@127.0.0.1:$(free_port)"); done
+        for i in $(seq "$k"); do
+            port=$(free_port)
+            entries+=("node$i@127.0.0.1:$port")
+            LINK_PORTS+="${LINK_PORTS:+ }$port"
+        done
         {
             echo "nodes = $(IFS=,; echo "${entries[*]}" | sed 's/,/, /g')"
             echo "sync_nodes_timeout = 5000"
             echo "cookie = bench-$RANDOM$RANDOM"
         } >"$conf"
     fi
+    if [ -n "${CLUSTER_EXTRA:-}" ]; then printf '%s\n' "$CLUSTER_EXTRA" >>"$conf"; fi
     NODE_PID=(); NODE_HTTP=(); NODE_HTTPS=()
     for i in $(seq "$k"); do
         taskset -c "$SERVER_CPU" "$WC" --bind 127.0.0.1 --port 0 --secure-port 0 --log warn \
@@ -647,6 +658,108 @@ scenario_m() {
     done
 }
 
+# (t) TLS links against clear links, issue 16: cross-node publish → deliver
+# latency, publishes/s at saturation and server CPU per message with the
+# mesh's links over TLS 1.3 (the default) and in clear text (`link_tls = off`
+# in the cluster file), T_NODES (3) nodes, T_ROUNDS rounds in one run, the
+# two alternating (round 1 TLS first, round 2 clear first, …). Scenario m's
+# machinery: a fresh full-mesh cluster per configuration (start_cluster, the
+# same file but for that one line), every node on SERVER_CPU, loadgen on
+# LOADGEN_CPU; publishes on node1, listeners only on the other nodes
+# (round-robin), so every delivery crossed a link. Two runs per cluster:
+# T_RATE messages/s for T_SECONDS to T_PER_NODE listeners per node (latency
+# from the due time), then saturation, T_SAT_RATE/s offered for
+# T_SAT_SECONDS over T_SAT_PUBLISHERS connections to T_SAT_PER_NODE
+# listeners per node (what is not sent within 2 s of the last due time is
+# not sent; latency from the send time). --server-pid every node: loadgen's
+# server CPU is the nodes' CPU summed over publish + drain, per message
+# acknowledged. Around the saturation run, the bytes sent on the links
+# (`ss`, both ends of every established link socket: TLS records against
+# clear frames) and each node's CPU (publisher against receivers). A clear
+# cluster's nodes each log the `link_tls = off` warning (counted, to show
+# the setting took; a TLS cluster must log none).
+T_NODES=${T_NODES:-3}
+T_ROUNDS=${T_ROUNDS:-2}
+T_PER_NODE=${T_PER_NODE:-20}
+T_RATE=${T_RATE:-500}
+T_SECONDS=${T_SECONDS:-5}
+T_SAT_RATE=${T_SAT_RATE:-100000}
+T_SAT_SECONDS=${T_SAT_SECONDS:-1}
+T_SAT_PUBLISHERS=${T_SAT_PUBLISHERS:-32}
+T_SAT_PER_NODE=${T_SAT_PER_NODE:-1}
+
+link_bytes() { # bytes sent on the mesh's links so far (both ends of each, LINK_PORTS)
+    local f= p
+    for p in $LINK_PORTS; do f+="${f:+ or }sport = :$p or dport = :$p"; done
+    [ -n "$f" ] || { echo null; return; }
+    ss -tniOH state established "( $f )" 2>/dev/null \
+        | awk '{for (i = 1; i <= NF; i++) if ($i ~ /^bytes_sent:/) {split($i, a, ":"); s += a[2]}; n++}
+               END {printf "{\"bytes\":%d,\"sockets\":%d}", s, n}'
+}
+
+t_config() { # t_config tls|clear
+    local bus=$1 k=$T_NODES i listen=() pids=() urls=() t0 form_ms
+    local CLUSTER_EXTRA=
+    if [ "$bus" = clear ]; then CLUSTER_EXTRA='link_tls = off'; fi
+    t0=$(date +%s%N)
+    start_cluster "$k"
+    form_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    for i in $(seq "$k"); do
+        urls+=("${NODE_HTTP[$i]}"); pids+=(--server-pid "${NODE_PID[$i]}")
+        if [ "$i" -gt 1 ]; then listen+=(--listen "${NODE_HTTP[$i]}/listen"); fi
+    done
+    local per; per=$(n "$T_PER_NODE")
+    local expected=$(( per * (k - 1) )) stop="$WORK/t-stop" watch
+    rm -f "$stop"
+    python3 "$BENCH/mesh_redis.py" watch "$expected" 20 "$stop" "${urls[@]}" >"$WORK/t-watch" &
+    watch=$!
+    loadgen "t$k-rate" "$bus" --mode watercooler "${listen[@]}" --publish "${NODE_HTTP[1]}/publish" \
+        --listeners "$expected" --messages "$(n $((T_RATE * T_SECONDS)) 100)" --rate "$T_RATE" \
+        "${pids[@]}" --idle-s 3 --publish-grace-s 5 --drain-timeout-s 10
+    touch "$stop"; wait "$watch" || true
+    sleep 1 # the nodes close the first run's listeners before the second connects
+    local b0 b1 c0=() c1=()
+    b0=$(link_bytes)
+    for i in $(seq "$k"); do c0[$i]=$(task_cpu_s "${NODE_PID[$i]}"); done
+    loadgen "t$k-sat" "$bus" --mode watercooler "${listen[@]}" --publish "${NODE_HTTP[1]}/publish" \
+        --listeners $(( T_SAT_PER_NODE * (k - 1) )) --publishers "$T_SAT_PUBLISHERS" \
+        --messages "$(n $((T_SAT_RATE * T_SAT_SECONDS)) 1000)" --rate "$T_SAT_RATE" \
+        "${pids[@]}" --idle-s 1 --publish-grace-s 2 --drain-timeout-s 10
+    b1=$(link_bytes)
+    for i in $(seq "$k"); do c1[$i]=$(task_cpu_s "${NODE_PID[$i]}"); done
+    local cpus; cpus=$(for i in $(seq "$k"); do awk -v a="${c0[$i]}" -v b="${c1[$i]}" 'BEGIN {printf "%.3f\n", b - a}'; done | jq -sc .)
+    local warned=0 other
+    for i in $(seq "$k"); do
+        if grep -q 'link_tls = off' "$WORK/node$i.err" 2>/dev/null; then warned=$((warned + 1)); fi
+        other=$({ grep -v 'link_tls = off' "$WORK/node$i.err" 2>/dev/null || true; } | head -c 400 | tr '\n' ' ')
+        if [ -n "$other" ]; then log "server log node$i.err: $other"; fi
+    done
+    local metrics info
+    metrics=$(python3 "$BENCH/mesh_redis.py" metrics "${urls[@]}")
+    info=$(jq -sc --argjson form "$form_ms" --argjson link "$CLUSTER_LINK_MS" --argjson b0 "$b0" \
+        --argjson b1 "$b1" --argjson cpus "$cpus" --argjson warned "$warned" --arg extra "$CLUSTER_EXTRA" \
+        '.[0] + .[1] + {cluster_formed_ms: $form, linked_after_listening_ms: $link, cluster_extra: $extra,
+          link_tls_off_warnings: $warned,
+          sat_link_bytes: (if ($b0 | type) == "object" and ($b1 | type) == "object" then $b1.bytes - $b0.bytes else null end),
+          sat_link_sockets: [$b0.sockets?, $b1.sockets?], sat_node_cpu_s: $cpus}' \
+        "$WORK/t-watch" <(echo "$metrics"))
+    record "t$k-info" "$bus" "$info"
+    jq -r '"  presence: \(if .presence_converged then "every node counted \(.presence_expected) listeners after \(.presence_full_s) s" else "NOT converged: saw \(.presence_last_seen) of \(.presence_expected)" end); cluster formed in \(.cluster_formed_ms) ms; `link_tls = off` warnings: \(.link_tls_off_warnings); saturation run: \(.sat_link_bytes) bytes on the links (sockets \(.sat_link_sockets)), node CPU s \(.sat_node_cpu_s); peer reconnects \(.peer_reconnects_total), protocol errors \(.peer_protocol_errors_total), slow listeners evicted \(.slow_listeners_evicted_total)"' <<<"$info" >&2
+    stop_all
+}
+
+scenario_t() {
+    if ! grep -aq 'link_tls' "$WC" || ! command -v ss >/dev/null; then
+        not_applicable "t$T_NODES-rate" tls "a build without link_tls, or no ss"
+        return 0
+    fi
+    local round
+    for round in $(seq "$T_ROUNDS"); do
+        if [ $((round % 2)) -eq 1 ]; then t_config tls; t_config clear
+        else t_config clear; t_config tls; fi
+    done
+}
+
 # ------------------------------------------------------------ w, w-small ----
 # (w) issue 17: a million concurrent SSE listeners on one node of
 # W_WORKERS worker processes (--workers: SO_REUSEPORT on one port, the
@@ -762,3 +875,4 @@ log "done in $((SECONDS - T0)) s; CPUs $(cpu_idle_pct) % idle after (before: $id
 python3 "$BENCH/table.py" "$RESULTS" "$RUN_ID"
 python3 "$BENCH/durable.py" table "$RESULTS" "$RUN_ID"
 python3 "$BENCH/mesh_redis.py" table "$RESULTS" "$RUN_ID"
+python3 "$BENCH/link_tls.py" "$RESULTS" "$RUN_ID"
