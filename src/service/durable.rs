@@ -149,7 +149,10 @@ impl Durable {
                 }
             }
             if let Err(err) = appended {
-                if e.origin == self.tag {
+                // Not storable at all (cannot happen for a message the node
+                // accepted) is counted, never retried: only a full buffer is.
+                let full = err.kind() != std::io::ErrorKind::InvalidInput;
+                if e.origin == self.tag && full {
                     // Acknowledged only once written: kept for the next try.
                     self.overflow.push(e.clone());
                     continue;
