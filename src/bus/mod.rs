@@ -10,7 +10,7 @@ pub mod redis;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Token;
 
@@ -24,6 +24,15 @@ pub enum Bus {
     Alone,
     Mesh(Box<Mesh>),
     Redis(Box<RedisBus>),
+}
+
+/// `base` spread by ±25 % (xorshift64 on `rng`: jitter needs no more), so
+/// nodes that lost a peer or Redis together do not all dial back at once.
+pub fn jittered(rng: &mut u64, base: Duration) -> Duration {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    base.mul_f64((*rng % 501) as f64 / 1000.0 + 0.75)
 }
 
 /// A connection to open: a peer of the mesh, or one of the Redis bus's.

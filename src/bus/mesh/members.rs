@@ -268,12 +268,7 @@ impl Members {
             None => (1, BACKOFF_CAP),
         };
         let base = BACKOFF_FIRST.saturating_mul(1 << attempts.min(10)).min(cap);
-        // xorshift64: jitter needs no more than this.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let spread = (self.rng % 501) as f64 / 1000.0 + 0.75; // 0.75 ..= 1.25
-        base.mul_f64(spread)
+        crate::bus::jittered(&mut self.rng, base)
     }
 
     fn forget_stale(&mut self, now: Instant) {

@@ -274,12 +274,11 @@ impl RedisBus {
     }
 
     fn retry(&mut self, role: Role, now: Instant) {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let spread = 0.5 + (self.rng % 1000) as f64 / 2000.0;
-        let l = self.link(role);
-        l.dial_at = Some(now + l.backoff.mul_f64(spread));
+        let l = match role {
+            Role::Writer => &mut self.writer,
+            Role::Reader => &mut self.reader,
+        };
+        l.dial_at = Some(now + crate::bus::jittered(&mut self.rng, l.backoff));
         l.backoff = (l.backoff * 2).min(BACKOFF_MAX);
         self.stats.reconnects += 1;
     }

@@ -44,6 +44,14 @@ impl<S: Stream> PeerLink<S> {
         }
     }
 
+    /// `name`'s proof does not match our cookie: say so, count it, refuse.
+    fn wrong_proof(&mut self, name: &str, env: &mut Env, mesh: &mut Mesh) {
+        let first = mesh.members.cookie_refused(name);
+        self.cookie_mismatch(first, "its proof does not match our cookie");
+        env.service.stats.peer_refused += 1;
+        self.refuse("wrong cookie");
+    }
+
     fn refuse(&mut self, reason: &str) {
         self.send(&Frame::Refuse {
             reason: reason.to_string(),
@@ -185,10 +193,7 @@ impl<S: Stream> PeerLink<S> {
                     acceptor_nonce: theirs,
                 };
                 if share != *their_share || !handshake::verify(key, Role::Acceptor, &t, &mac) {
-                    let first = mesh.members.cookie_refused(&name);
-                    self.cookie_mismatch(first, "its proof does not match our cookie");
-                    env.service.stats.peer_refused += 1;
-                    self.refuse("wrong cookie");
+                    self.wrong_proof(&name, env, mesh);
                     return Ok(());
                 }
                 self.phase = Phase::AwaitState;
@@ -216,11 +221,8 @@ impl<S: Stream> PeerLink<S> {
                 let key = handshake::session_key(secret, &share, &share, my_share);
                 let proven = key.filter(|k| handshake::verify(k, Role::Dialer, &t, &mac));
                 let Some(key) = proven else {
-                    let first = mesh.members.cookie_refused(&name);
-                    self.cookie_mismatch(first, "its proof does not match our cookie");
-                    env.service.stats.peer_refused += 1;
                     mesh.guess_failed(self.addr.ip(), env.now);
-                    self.refuse("wrong cookie");
+                    self.wrong_proof(&name, env, mesh);
                     return Ok(());
                 };
                 mesh.guess_passed(self.addr.ip());
