@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
@@ -86,35 +85,8 @@ fn data_of(events: &[Event]) -> Vec<&str> {
 /// `(ORIGIN, RANGE)` of `want`, each once, in increasing I per origin, with
 /// ids that are present and unique.
 fn check_once_in_order(events: &[Event], want: &[(&str, std::ops::Range<usize>)], what: &str) {
-    let data = data_of(events);
-    let mut ids = HashSet::new();
-    for e in events {
-        let id =
-            e.id.clone()
-                .unwrap_or_else(|| panic!("{what}: no id: {e:?}"));
-        assert!(e.own_id, "{what}: event without its own id: {e:?}");
-        assert!(ids.insert(id.clone()), "{what}: id {id} twice in {data:?}");
-    }
-    let mut per_origin: HashMap<&str, Vec<usize>> = HashMap::new();
-    for d in &data {
-        let (origin, i) = d
-            .rsplit_once('-')
-            .and_then(|(o, i)| Some((o, i.parse::<usize>().ok()?)))
-            .unwrap_or_else(|| panic!("{what}: unexpected message {d:?} in {data:?}"));
-        per_origin.entry(origin).or_default().push(i);
-    }
-    for (origin, range) in want {
-        let got = per_origin.remove(origin).unwrap_or_default();
-        let expected: Vec<usize> = range.clone().collect();
-        assert_eq!(
-            got, expected,
-            "{what}: messages of {origin} (exactly once, in order) in {data:?}"
-        );
-    }
-    assert!(
-        per_origin.is_empty(),
-        "{what}: messages from unexpected origins {per_origin:?} in {data:?}"
-    );
+    common::assert_unique_ids(what, events);
+    common::assert_origins_in_order(what, &data_of(events), want);
 }
 
 #[test]

@@ -16,7 +16,7 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -251,29 +251,10 @@ fn append(path: &Path, bytes: &[u8]) {
 /// Checks `msgs` (a room's messages) for exactly once per origin in order:
 /// each text is `ORIGIN-I`; `want` gives each origin's range of I.
 fn check_once_in_order(msgs: &[(String, String)], want: &[(&str, Range<usize>)], what: &str) {
-    let all = texts(msgs);
     let ids: HashSet<&str> = msgs.iter().map(|(id, _)| id.as_str()).collect();
     assert_eq!(ids.len(), msgs.len(), "{what}: an id twice in {msgs:?}");
-    let mut per_origin: HashMap<&str, Vec<usize>> = HashMap::new();
-    for t in &all {
-        let (origin, i) = t
-            .rsplit_once('-')
-            .and_then(|(o, i)| Some((o, i.parse::<usize>().ok()?)))
-            .unwrap_or_else(|| panic!("{what}: unexpected message {t:?} in {all:?}"));
-        per_origin.entry(origin).or_default().push(i);
-    }
-    for (origin, range) in want {
-        let got = per_origin.remove(origin).unwrap_or_default();
-        let expected: Vec<usize> = range.clone().collect();
-        assert_eq!(
-            got, expected,
-            "{what}: messages of {origin} (exactly once, in order) in {all:?}"
-        );
-    }
-    assert!(
-        per_origin.is_empty(),
-        "{what}: messages from unexpected origins {per_origin:?} in {all:?}"
-    );
+    let all: Vec<&str> = msgs.iter().map(|(_, t)| t.as_str()).collect();
+    common::assert_origins_in_order(what, &all, want);
 }
 
 /// Polls `GET /r/lobby/messages` until `done` holds.

@@ -16,7 +16,6 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -341,43 +340,12 @@ fn brief(events: &[Event]) -> Vec<String> {
 /// each `(ORIGIN, RANGE)` of `want`, each once, in increasing I per origin,
 /// with ids that are present and unique.
 fn check_once_in_order(events: &[Event], want: &[(&str, std::ops::Range<usize>)], what: &str) {
-    let all = brief(events);
-    let mut ids = HashSet::new();
-    let mut per_origin: HashMap<&str, Vec<usize>> = HashMap::new();
     for e in events {
-        assert!(e.event.is_none(), "{what}: not a message: {e:?} in {all:?}");
-        let id =
-            e.id.clone()
-                .unwrap_or_else(|| panic!("{what}: no id: {e:?}"));
-        assert!(e.own_id, "{what}: event without its own id: {e:?}");
-        assert!(ids.insert(id.clone()), "{what}: id {id} twice in {all:?}");
-        let (origin, i) = e
-            .data
-            .rsplit_once('-')
-            .and_then(|(o, i)| Some((o, i.parse::<usize>().ok()?)))
-            .unwrap_or_else(|| panic!("{what}: unexpected message {:?} in {all:?}", e.data));
-        per_origin.entry(origin).or_default().push(i);
+        assert!(e.event.is_none(), "{what}: not a message: {e:?}");
     }
-    for (origin, range) in want {
-        let got = per_origin.remove(origin).unwrap_or_default();
-        let expected: Vec<usize> = range.clone().collect();
-        if got != expected {
-            let dups = got.len() - got.iter().collect::<HashSet<_>>().len();
-            let missing = expected.iter().filter(|i| !got.contains(i)).count();
-            panic!(
-                "{what}: messages of {origin}: {} got, {} expected, {dups} duplicates, \
-                 {missing} missing; got {:?}",
-                got.len(),
-                expected.len(),
-                if got.len() > 60 { &got[..60] } else { &got[..] },
-            );
-        }
-    }
-    assert!(
-        per_origin.is_empty(),
-        "{what}: messages from unexpected origins {:?}",
-        per_origin.keys().collect::<Vec<_>>()
-    );
+    common::assert_unique_ids(what, events);
+    let all: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+    common::assert_origins_in_order(what, &all, want);
 }
 
 /// A listener read on its own thread, so that it keeps up with a flood and

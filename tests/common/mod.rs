@@ -1181,3 +1181,54 @@ impl Node {
         }
     }
 }
+
+/// Each text is `ORIGIN-I`: asserts that for each `(ORIGIN, RANGE)` of
+/// `want` the texts hold exactly RANGE, each I once and in increasing order,
+/// and nothing from any other origin.
+pub fn assert_origins_in_order(
+    what: &str,
+    texts: &[&str],
+    want: &[(&str, std::ops::Range<usize>)],
+) {
+    let mut per_origin: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+    for t in texts {
+        let (origin, i) = t
+            .rsplit_once('-')
+            .and_then(|(o, i)| Some((o, i.parse::<usize>().ok()?)))
+            .unwrap_or_else(|| panic!("{what}: unexpected message {t:?}"));
+        per_origin.entry(origin).or_default().push(i);
+    }
+    for (origin, range) in want {
+        let got = per_origin.remove(origin).unwrap_or_default();
+        let expected: Vec<usize> = range.clone().collect();
+        if got != expected {
+            let distinct: std::collections::HashSet<&usize> = got.iter().collect();
+            let missing = expected.iter().filter(|i| !got.contains(i)).count();
+            panic!(
+                "{what}: messages of {origin} (exactly once, in order): {} got, {} expected, \
+                 {} duplicates, {missing} missing; got {:?}",
+                got.len(),
+                expected.len(),
+                got.len() - distinct.len(),
+                &got[..got.len().min(60)],
+            );
+        }
+    }
+    assert!(
+        per_origin.is_empty(),
+        "{what}: messages from unexpected origins {:?}",
+        per_origin.keys().collect::<Vec<_>>()
+    );
+}
+
+/// Asserts every event carries its own id and no id comes twice.
+pub fn assert_unique_ids(what: &str, events: &[Event]) {
+    let mut ids = std::collections::HashSet::new();
+    for e in events {
+        let id =
+            e.id.clone()
+                .unwrap_or_else(|| panic!("{what}: no id: {e:?}"));
+        assert!(e.own_id, "{what}: event without its own id: {e:?}");
+        assert!(ids.insert(id.clone()), "{what}: id {id} twice");
+    }
+}
